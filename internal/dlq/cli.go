@@ -1,0 +1,249 @@
+package dlq
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+)
+
+// ErrPurgeCancelled is returned by CmdPurge when the operator does not
+// confirm.
+var ErrPurgeCancelled = errors.New("purge cancelled")
+
+// listDescriptionWidth is how much of a description the table shows; the
+// whole text is in `show` and `--json`.
+const listDescriptionWidth = 60
+
+// CmdList writes the dead letters as a table (`worker dlq list`) or, with
+// jsonLines, as one JSON object per line (`--json`).
+func CmdList(ctx context.Context, s *Store, w io.Writer, jsonLines bool) error {
+	if jsonLines {
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		return s.List(ctx, func(e Entry) error { return enc.Encode(toJSON(e)) })
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tSTORED\tREASON\tTYPE\tCOMMAND-ID\tREQUEST-ID\tATTEMPTS\tGRAPH-STATUS\tDESCRIPTION")
+	err := s.List(ctx, func(e Entry) error {
+		status := "-"
+		if e.GraphStatus != 0 {
+			status = strconv.Itoa(e.GraphStatus)
+		}
+		_, err := fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n",
+			e.Seq, e.Stored.UTC().Format(time.RFC3339), cell(string(e.Reason)), cell(e.Type),
+			cell(e.CommandID), cell(e.RequestID), e.Attempts, status,
+			cell(truncateRunes(e.Description, listDescriptionWidth)))
+		return err
+	})
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// cell makes a table cell of s: one line without tabs, "-" when empty.
+func cell(s string) string {
+	s = headerValue(s)
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// truncateRunes shortens s to n characters, the last one "…" when it cut.
+func truncateRunes(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+// entryJSON is an Entry in `dlq list --json`. Every key is always present;
+// times never set are null; payload is null when the payload is not UTF-8
+// text, and payload_base64 always holds the exact bytes.
+type entryJSON struct {
+	Seq             uint64  `json:"seq"`
+	Stored          string  `json:"stored"`
+	Reason          string  `json:"reason"`
+	Description     string  `json:"description"`
+	Type            string  `json:"type"`
+	CommandID       string  `json:"command_id"`
+	CommandSource   string  `json:"command_source"`
+	RequestID       string  `json:"request_id"`
+	Attempts        int     `json:"attempts"`
+	FirstAttempt    *string `json:"first_attempt"`
+	LastAttempt     *string `json:"last_attempt"`
+	OriginalSubject string  `json:"original_subject"`
+	GraphStatus     int     `json:"graph_status"`
+	GraphCode       string  `json:"graph_code"`
+	GraphRequestID  string  `json:"graph_request_id"`
+	ClientRequestID string  `json:"client_request_id"`
+	Payload         *string `json:"payload"`
+	PayloadBase64   string  `json:"payload_base64"`
+}
+
+func toJSON(e Entry) entryJSON {
+	j := entryJSON{
+		Seq:             e.Seq,
+		Stored:          e.Stored.UTC().Format(time.RFC3339Nano),
+		Reason:          string(e.Reason),
+		Description:     e.Description,
+		Type:            e.Type,
+		CommandID:       e.CommandID,
+		CommandSource:   e.CommandSource,
+		RequestID:       e.RequestID,
+		Attempts:        e.Attempts,
+		FirstAttempt:    jsonTime(e.FirstAttempt),
+		LastAttempt:     jsonTime(e.LastAttempt),
+		OriginalSubject: e.OriginalSubject,
+		GraphStatus:     e.GraphStatus,
+		GraphCode:       e.GraphCode,
+		GraphRequestID:  e.GraphRequestID,
+		ClientRequestID: e.ClientRequestID,
+		PayloadBase64:   base64.StdEncoding.EncodeToString(e.Payload),
+	}
+	if utf8.Valid(e.Payload) {
+		p := string(e.Payload)
+		j.Payload = &p
+	}
+	return j
+}
+
+func jsonTime(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339)
+	return &s
+}
+
+// CmdShow writes one dead letter (`worker dlq show ID`): its sequence, time
+// and subject, every header it was stored with (those of SPEC §4 first, in
+// its order), a blank line, then the payload verbatim.
+func CmdShow(ctx context.Context, s *Store, w io.Writer, seq uint64) error {
+	m, err := s.getRaw(ctx, seq)
+	if err != nil {
+		return fmt.Errorf("dead letter %d: %w", seq, err)
+	}
+	bw := bufio.NewWriter(w)
+	fmt.Fprintf(bw, "Seq: %d\nStored: %s\nSubject: %s\n", m.Sequence, m.Time.UTC().Format(time.RFC3339Nano), m.Subject)
+	known := headerNames()
+	for _, name := range known {
+		for _, v := range m.Header.Values(name) {
+			fmt.Fprintf(bw, "%s: %s\n", name, v)
+		}
+	}
+	var others []string
+	for name := range m.Header {
+		switch {
+		case slices.Contains(known, name):
+		case slices.Contains(directGetHeaders(), name):
+			// Added by the server to a direct get; printed above.
+		default:
+			others = append(others, name)
+		}
+	}
+	slices.Sort(others)
+	for _, name := range others {
+		for _, v := range m.Header.Values(name) {
+			fmt.Fprintf(bw, "%s: %s\n", name, v)
+		}
+	}
+	bw.WriteString("\n")
+	bw.Write(m.Data)
+	return bw.Flush()
+}
+
+// directGetHeaders are the headers a direct get adds to the stored message.
+func directGetHeaders() []string {
+	return []string{"Nats-Stream", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Subject", "Nats-Num-Pending", "Nats-Last-Sequence"}
+}
+
+// CmdReplay replays the dead letters seqs, or all of them (`worker dlq
+// replay ID…|--all`), printing "replayed <seq> to <subject>" for each. Its
+// error names every dead letter that was not replayed and why.
+func CmdReplay(ctx context.Context, s *Store, w io.Writer, seqs []uint64, all bool, publish Publisher) error {
+	switch {
+	case all && len(seqs) > 0:
+		return errors.New("give dead letter IDs or --all, not both")
+	case !all && len(seqs) == 0:
+		return errors.New("no dead letter ID given (or --all)")
+	}
+	done := func(seq uint64, subject string) { fmt.Fprintf(w, "replayed %d to %s\n", seq, subject) }
+	var replayed []uint64
+	var err error
+	if all {
+		replayed, err = s.replayAll(ctx, publish, done)
+	} else {
+		replayed, err = s.replay(ctx, seqs, publish, done)
+	}
+	var rerr *ReplayError
+	if errors.As(err, &rerr) {
+		return fmt.Errorf("%d dead letters not replayed (%d replayed): %w", len(rerr.Failed), len(replayed), err)
+	}
+	if err != nil {
+		return err
+	}
+	if all && len(replayed) == 0 {
+		fmt.Fprintln(w, "no dead letters to replay")
+	}
+	return nil
+}
+
+// CmdPurge deletes every dead letter (`worker dlq purge`). Unless yes, it
+// asks first and deletes only on "y" or "yes"; anything else, end of input
+// included, returns ErrPurgeCancelled. It deletes only the dead letters it
+// counted, not those stored while the operator was answering.
+func CmdPurge(ctx context.Context, s *Store, in io.Reader, w io.Writer, yes bool) error {
+	n, last, err := s.count(ctx)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		fmt.Fprintf(w, "No dead letters in %s.\n", s.cfg.Stream)
+		return nil
+	}
+	if !yes {
+		fmt.Fprintf(w, "Delete %d dead letters from %s? [y/N] ", n, s.cfg.Stream)
+		line, err := bufio.NewReader(in).ReadString('\n')
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: reading the answer: %w", ErrPurgeCancelled, err)
+		}
+		switch strings.ToLower(strings.TrimSpace(line)) {
+		case "y", "yes":
+		default:
+			return ErrPurgeCancelled
+		}
+	}
+	removed, err := s.purge(ctx, last+1)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Deleted %d dead letters from %s.\n", removed, s.cfg.Stream)
+	return nil
+}
+
+// ParseSeqs parses dead letter IDs (stream sequences) given on the command
+// line.
+func ParseSeqs(args []string) ([]uint64, error) {
+	seqs := make([]uint64, 0, len(args))
+	for _, a := range args {
+		seq, err := strconv.ParseUint(strings.TrimSpace(a), 10, 64)
+		if err != nil || seq == 0 {
+			return nil, fmt.Errorf("invalid dead letter ID %q: want a stream sequence number (a positive integer)", a)
+		}
+		seqs = append(seqs, seq)
+	}
+	return seqs, nil
+}

@@ -1,0 +1,216 @@
+package dlq
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/graphops/worker/internal/command"
+	"github.com/nats-io/nats.go"
+)
+
+// Header names of a dead letter (SPEC §4).
+const (
+	HeaderReason          = "Graphops-Reason"
+	HeaderDescription     = "Graphops-Description"
+	HeaderType            = "Graphops-Type"
+	HeaderCommandID       = "Graphops-Command-Id"
+	HeaderCommandSource   = "Graphops-Command-Source"
+	HeaderRequestID       = "Graphops-Request-Id"
+	HeaderAttempts        = "Graphops-Attempts"
+	HeaderFirstAttempt    = "Graphops-First-Attempt"
+	HeaderLastAttempt     = "Graphops-Last-Attempt"
+	HeaderOriginalSubject = "Graphops-Original-Subject"
+
+	// The four headers describing the last call Graph answered; absent when
+	// Graph was never called.
+	HeaderGraphStatus     = "Graphops-Graph-Status"
+	HeaderGraphCode       = "Graphops-Graph-Code"
+	HeaderGraphRequestID  = "Graphops-Graph-Request-Id"
+	HeaderClientRequestID = "Graphops-Client-Request-Id"
+
+	// HeaderReplay marks a command republished by Replay; its value is the
+	// dead letter's sequence. It tells the worker that the message is an
+	// operator's replay (process it afresh), not a broker redelivery.
+	HeaderReplay = "Graphops-Replay"
+)
+
+// headerNames lists the dead-letter headers in the order of SPEC §4, the
+// order `worker dlq show` prints them in.
+func headerNames() []string {
+	return []string{
+		HeaderReason, HeaderDescription, HeaderType, HeaderCommandID, HeaderCommandSource,
+		HeaderRequestID, HeaderAttempts, HeaderFirstAttempt, HeaderLastAttempt,
+		HeaderOriginalSubject, HeaderGraphStatus, HeaderGraphCode, HeaderGraphRequestID,
+		HeaderClientRequestID,
+	}
+}
+
+// maxHeaderValue bounds every header value: descriptions carry Graph's words
+// and ids may come from a message that could not be read, and neither may
+// make a dead letter too large for the stream.
+const maxHeaderValue = 1024
+
+// Entry is one dead letter.
+type Entry struct {
+	Seq           uint64    // stream sequence (the ID operators use); set when read
+	Stored        time.Time // when stored; set when read
+	Reason        Reason
+	Description   string
+	Type          string // short type: "resume", "role_request_update" or "unknown"
+	CommandID     string
+	CommandSource string
+	RequestID     string // the command's request id (SPEC §3 serialization key), "" if unreadable
+	Attempts      int    // write calls made (POST/PATCH)
+
+	FirstAttempt, LastAttempt time.Time // zero when never attempted
+
+	OriginalSubject string
+	GraphStatus     int // 0 when Graph was never called (then the four Graph headers are absent)
+
+	GraphCode, GraphRequestID, ClientRequestID string
+
+	Payload []byte // the original message, byte for byte
+}
+
+// Header returns the dead-letter headers of e. Every header of SPEC §4 is
+// present (empty when unknown, times empty when never attempted) except the
+// four Graph headers, which are present only when GraphStatus is not 0.
+// Values are single-line (control characters become spaces) and at most
+// 1 KiB, so that a description quoting Graph cannot break the header block.
+func (e Entry) Header() nats.Header {
+	h := nats.Header{}
+	h.Set(HeaderReason, headerValue(string(e.Reason)))
+	h.Set(HeaderDescription, headerValue(e.Description))
+	h.Set(HeaderType, shortType(e.Type))
+	h.Set(HeaderCommandID, headerValue(e.CommandID))
+	h.Set(HeaderCommandSource, headerValue(e.CommandSource))
+	h.Set(HeaderRequestID, headerValue(e.RequestID))
+	h.Set(HeaderAttempts, strconv.Itoa(e.Attempts))
+	h.Set(HeaderFirstAttempt, formatTime(e.FirstAttempt))
+	h.Set(HeaderLastAttempt, formatTime(e.LastAttempt))
+	h.Set(HeaderOriginalSubject, headerValue(e.OriginalSubject))
+	if e.GraphStatus != 0 {
+		h.Set(HeaderGraphStatus, strconv.Itoa(e.GraphStatus))
+		h.Set(HeaderGraphCode, headerValue(e.GraphCode))
+		h.Set(HeaderGraphRequestID, headerValue(e.GraphRequestID))
+		h.Set(HeaderClientRequestID, headerValue(e.ClientRequestID))
+	}
+	return h
+}
+
+// EntryFromMsg reads a dead letter from a stored message. Payload is data
+// itself, not a copy. A header that cannot be parsed (a bad number or time,
+// a missing reason) makes it return an error together with the entry as far
+// as it could be read, so that a caller may still show the dead letter.
+func EntryFromMsg(data []byte, h nats.Header, seq uint64, stored time.Time) (Entry, error) {
+	e := Entry{
+		Seq:             seq,
+		Stored:          stored,
+		Reason:          Reason(h.Get(HeaderReason)),
+		Description:     h.Get(HeaderDescription),
+		Type:            shortType(h.Get(HeaderType)),
+		CommandID:       h.Get(HeaderCommandID),
+		CommandSource:   h.Get(HeaderCommandSource),
+		RequestID:       h.Get(HeaderRequestID),
+		OriginalSubject: h.Get(HeaderOriginalSubject),
+		GraphCode:       h.Get(HeaderGraphCode),
+		GraphRequestID:  h.Get(HeaderGraphRequestID),
+		ClientRequestID: h.Get(HeaderClientRequestID),
+		Payload:         data,
+	}
+	var errs []error
+	if e.Reason == "" {
+		errs = append(errs, fmt.Errorf("header %s missing", HeaderReason))
+	}
+	var err error
+	if e.Attempts, err = parseInt(h, HeaderAttempts); err != nil {
+		errs = append(errs, err)
+	}
+	if e.GraphStatus, err = parseInt(h, HeaderGraphStatus); err != nil {
+		errs = append(errs, err)
+	}
+	if e.FirstAttempt, err = parseTime(h, HeaderFirstAttempt); err != nil {
+		errs = append(errs, err)
+	}
+	if e.LastAttempt, err = parseTime(h, HeaderLastAttempt); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return e, fmt.Errorf("dead letter %d: %w", seq, errors.Join(errs...))
+	}
+	return e, nil
+}
+
+// shortType maps anything but a known short type to "unknown", so that a
+// dead letter's subject and Graphops-Type always name one of SPEC §1's types.
+func shortType(t string) string {
+	for _, known := range command.Types() {
+		if t == string(known) {
+			return t
+		}
+	}
+	return string(command.TypeUnknown)
+}
+
+// headerValue makes s safe as a header value: valid UTF-8, one line, no
+// surrounding spaces (NATS drops leading ones), at most maxHeaderValue bytes.
+func headerValue(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncate(strings.TrimSpace(s), maxHeaderValue)
+}
+
+// truncate shortens s to at most n bytes, cutting at a rune boundary and
+// ending with "…" when it cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	const ellipsis = "…"
+	cut := n - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
+}
+
+func parseTime(h nats.Header, name string) (time.Time, error) {
+	v := h.Get(name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("header %s: %w", name, err)
+	}
+	return t, nil
+}
+
+func parseInt(h nats.Header, name string) (int, error) {
+	v := h.Get(name)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("header %s: %w", name, err)
+	}
+	return n, nil
+}
