@@ -1,0 +1,236 @@
+package graphops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// AuthConfig selects the credential NewCredential builds.
+type AuthConfig struct {
+	// StaticToken is a static bearer token (GRAPH_TOKEN), for development and
+	// tests only. When set, the AZURE_* variables are not read.
+	StaticToken string
+	// Getenv reads the AZURE_* variables; default os.Getenv. Note that
+	// ManagedIdentityCredential still reads its hosting-environment variables
+	// (IDENTITY_ENDPOINT, …) from the process environment itself.
+	Getenv func(string) string
+	// ClientOptions is passed to azidentity (tests set Transport and
+	// Cloud.ActiveDirectoryAuthorityHost). When Cloud names no authority
+	// host, AZURE_AUTHORITY_HOST (read through Getenv) is used.
+	ClientOptions azcore.ClientOptions
+	// DisableInstanceDiscovery skips Entra instance metadata discovery
+	// (disconnected clouds, tests).
+	DisableInstanceDiscovery bool
+}
+
+// The standard azidentity environment variables NewCredential reads.
+const (
+	envTenantID           = "AZURE_TENANT_ID"
+	envClientID           = "AZURE_CLIENT_ID"
+	envClientSecret       = "AZURE_CLIENT_SECRET"
+	envCertPath           = "AZURE_CLIENT_CERTIFICATE_PATH"
+	envCertPassword       = "AZURE_CLIENT_CERTIFICATE_PASSWORD"
+	envSendCertChain      = "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN"
+	envFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
+	envAuthorityHost      = "AZURE_AUTHORITY_HOST"
+	envAllowedTenants     = "AZURE_ADDITIONALLY_ALLOWED_TENANTS"
+)
+
+// NewCredential builds the Graph credential. With StaticToken it returns a
+// credential that always yields that token. Otherwise it reads the standard
+// AZURE_* variables through Getenv and chooses, in this order:
+//
+//   - AZURE_FEDERATED_TOKEN_FILE set: WorkloadIdentityCredential (AKS
+//     workload identity; needs AZURE_TENANT_ID and AZURE_CLIENT_ID);
+//   - AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH set: a client
+//     secret or certificate credential, exactly as EnvironmentCredential
+//     would build it (it is built directly so that Getenv is honoured);
+//   - otherwise ManagedIdentityCredential, user-assigned when
+//     AZURE_CLIENT_ID is set.
+//
+// Errors name the AZURE_* variable that is missing or bad.
+func NewCredential(cfg AuthConfig) (azcore.TokenCredential, error) {
+	if cfg.StaticToken != "" {
+		if !validHeaderValue(cfg.StaticToken) {
+			return nil, errors.New("graphops: GRAPH_TOKEN contains control characters")
+		}
+		return &staticCredential{token: cfg.StaticToken}, nil
+	}
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	opts := cfg.ClientOptions
+	if opts.Cloud.ActiveDirectoryAuthorityHost == "" && len(opts.Cloud.Services) == 0 {
+		if host := getenv(envAuthorityHost); host != "" {
+			if u, err := url.Parse(host); err != nil || u.Scheme != "https" || u.Host == "" {
+				return nil, fmt.Errorf("graphops: %s must be an https URL", envAuthorityHost)
+			}
+			opts.Cloud.ActiveDirectoryAuthorityHost = host
+		}
+	}
+	var tenants []string
+	if v := getenv(envAllowedTenants); v != "" {
+		tenants = strings.Split(v, ";")
+	}
+	require := func(kind string, names ...string) error {
+		for _, n := range names {
+			if getenv(n) == "" {
+				return fmt.Errorf("graphops: %s is required for %s", n, kind)
+			}
+		}
+		return nil
+	}
+
+	switch {
+	case getenv(envFederatedTokenFile) != "":
+		const kind = "workload identity (AZURE_FEDERATED_TOKEN_FILE is set)"
+		if err := require(kind, envTenantID, envClientID); err != nil {
+			return nil, err
+		}
+		cred, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
+			ClientOptions:              opts,
+			AdditionallyAllowedTenants: tenants,
+			ClientID:                   getenv(envClientID),
+			TenantID:                   getenv(envTenantID),
+			TokenFilePath:              getenv(envFederatedTokenFile),
+			DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("graphops: workload identity (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE): %w", err)
+		}
+		return cred, nil
+
+	case getenv(envClientSecret) != "":
+		const kind = "a client secret (AZURE_CLIENT_SECRET is set)"
+		if err := require(kind, envTenantID, envClientID); err != nil {
+			return nil, err
+		}
+		cred, err := azidentity.NewClientSecretCredential(getenv(envTenantID), getenv(envClientID), getenv(envClientSecret),
+			&azidentity.ClientSecretCredentialOptions{
+				ClientOptions:              opts,
+				AdditionallyAllowedTenants: tenants,
+				DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
+			})
+		if err != nil {
+			return nil, fmt.Errorf("graphops: client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID): %w", err)
+		}
+		return cred, nil
+
+	case getenv(envCertPath) != "":
+		const kind = "a client certificate (AZURE_CLIENT_CERTIFICATE_PATH is set)"
+		if err := require(kind, envTenantID, envClientID); err != nil {
+			return nil, err
+		}
+		data, err := os.ReadFile(getenv(envCertPath))
+		if err != nil {
+			return nil, fmt.Errorf("graphops: %s: %w", envCertPath, err)
+		}
+		var password []byte
+		if v := getenv(envCertPassword); v != "" {
+			password = []byte(v)
+		}
+		certs, key, err := azidentity.ParseCertificates(data, password)
+		if err != nil {
+			return nil, fmt.Errorf("graphops: %s: cannot parse the certificate (check %s): %w", envCertPath, envCertPassword, err)
+		}
+		sendChain := strings.EqualFold(getenv(envSendCertChain), "true") || getenv(envSendCertChain) == "1"
+		cred, err := azidentity.NewClientCertificateCredential(getenv(envTenantID), getenv(envClientID), certs, key,
+			&azidentity.ClientCertificateCredentialOptions{
+				ClientOptions:              opts,
+				AdditionallyAllowedTenants: tenants,
+				DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
+				SendCertificateChain:       sendChain,
+			})
+		if err != nil {
+			return nil, fmt.Errorf("graphops: client certificate (AZURE_TENANT_ID, AZURE_CLIENT_ID, %s): %w", envCertPath, err)
+		}
+		return cred, nil
+
+	default:
+		mio := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
+		if id := getenv(envClientID); id != "" {
+			mio.ID = azidentity.ClientID(id)
+		}
+		cred, err := azidentity.NewManagedIdentityCredential(mio)
+		if err != nil {
+			return nil, fmt.Errorf("graphops: managed identity (AZURE_CLIENT_ID selects a user-assigned identity): %w", err)
+		}
+		return cred, nil
+	}
+}
+
+// staticCredential always returns the same token. Its String, GoString and
+// LogValue hide the token so that printing a Config cannot leak it.
+type staticCredential struct{ token string }
+
+func (s *staticCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: s.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+func (s *staticCredential) String() string       { return "graphops.staticCredential{token:REDACTED}" }
+func (s *staticCredential) GoString() string     { return s.String() }
+func (s *staticCredential) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// tokenSource gets a token per attempt. It caches nothing itself: azidentity
+// caches tokens in memory and refreshes them before they expire.
+//
+// After invalidate (a 401), the next request carries a claims challenge
+// (nbf = now), which makes azidentity/MSAL skip its cache and ask the token
+// service for a new token, which then replaces the cached one. That is what
+// "fresh" means here: newly issued by the token service, not served from a
+// cache. A static token, or a credential that ignores claims, cannot become
+// fresh; the retry loop's "retry 401 once" rule bounds that case. All requests
+// use EnableCAE so that the forced refresh and the ordinary requests share one
+// azidentity cache (azidentity keeps CAE and non-CAE tokens apart).
+type tokenSource struct {
+	cred  azcore.TokenCredential
+	mu    sync.Mutex
+	stale bool
+}
+
+func (t *tokenSource) invalidate() {
+	t.mu.Lock()
+	t.stale = true
+	t.mu.Unlock()
+}
+
+func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t.mu.Lock()
+	forced := t.stale
+	t.stale = false
+	t.mu.Unlock()
+
+	opts := policy.TokenRequestOptions{Scopes: []string{Scope}, EnableCAE: true}
+	if forced {
+		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(time.Now().Unix(), 10) + `"}}}`
+	}
+	tok, err := t.cred.GetToken(ctx, opts)
+	if err != nil {
+		if forced {
+			t.invalidate() // the next attempt must still refresh
+		}
+		return "", &AuthError{Err: err}
+	}
+	if tok.Token == "" {
+		return "", &AuthError{Err: errors.New("the credential returned an empty token")}
+	}
+	if !validHeaderValue(tok.Token) {
+		return "", &AuthError{Err: errors.New("the credential returned a token with control characters")}
+	}
+	return tok.Token, nil
+}

@@ -1,0 +1,440 @@
+package graphops_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/graphops/worker/internal/graphops"
+)
+
+// fakeSTS is a Microsoft Entra token endpoint on loopback TLS, enough for
+// azidentity/MSAL: the tenant's OpenID configuration and a token endpoint
+// issuing a new random access token per request.
+type fakeSTS struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	forms  []url.Values
+	tokens []string
+	status int // token endpoint status; 0 means 200
+}
+
+func newFakeSTS(t *testing.T) *fakeSTS {
+	t.Helper()
+	s := &fakeSTS{}
+	s.srv = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *fakeSTS) serve(w http.ResponseWriter, r *http.Request) {
+	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	base := "https://" + r.Host
+	switch {
+	case r.Method == http.MethodGet && len(parts) == 4 && parts[1] == "v2.0" && parts[3] == "openid-configuration":
+		tenant := parts[0]
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]string{
+			"authorization_endpoint": base + "/" + tenant + "/oauth2/v2.0/authorize",
+			"token_endpoint":         base + "/" + tenant + "/oauth2/v2.0/token",
+			"issuer":                 base + "/" + tenant + "/v2.0",
+		})
+	case r.Method == http.MethodPost && len(parts) == 4 && parts[1] == "oauth2" && parts[3] == "token":
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		raw := make([]byte, 16)
+		_, _ = rand.Read(raw)
+		token := "sts-" + hex.EncodeToString(raw)
+		s.mu.Lock()
+		s.forms = append(s.forms, r.PostForm)
+		s.tokens = append(s.tokens, token)
+		status := s.status
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		if status != 0 {
+			w.WriteHeader(status)
+			_, _ = fmt.Fprint(w, `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided."}`)
+			return
+		}
+		_, _ = fmt.Fprintf(w, `{"token_type":"Bearer","access_token":%q,"expires_in":3600}`, token)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (s *fakeSTS) seen() ([]url.Values, []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]url.Values(nil), s.forms...), append([]string(nil), s.tokens...)
+}
+
+// clientOptions trusts the STS's certificate and turns off azcore's retries
+// so that failure tests stay fast.
+func (s *fakeSTS) clientOptions(withCloud bool) azcore.ClientOptions {
+	o := azcore.ClientOptions{Transport: s.srv.Client(), Retry: policy.RetryOptions{MaxRetries: -1}}
+	if withCloud {
+		o.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: s.srv.URL}
+	}
+	return o
+}
+
+func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestClientSecretTokensFromAzidentityReachGraph(t *testing.T) {
+	sts := newFakeSTS(t)
+	cred, err := graphops.NewCredential(graphops.AuthConfig{
+		Getenv: envMap(map[string]string{
+			"AZURE_TENANT_ID":     "tenant-1",
+			"AZURE_CLIENT_ID":     "client-1",
+			"AZURE_CLIENT_SECRET": "s3cret-value",
+		}),
+		ClientOptions:            sts.clientOptions(true),
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		t.Fatalf("NewCredential: %v", err)
+	}
+	if _, ok := cred.(*azidentity.ClientSecretCredential); !ok {
+		t.Errorf("credential is %T, want *azidentity.ClientSecretCredential", cred)
+	}
+	e := newEnv(t, nil, func(c *graphops.Config) { c.Credential = cred })
+	call := func() {
+		t.Helper()
+		if _, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil); err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+	}
+
+	call()
+	call()
+	forms, tokens := sts.seen()
+	if len(tokens) != 1 {
+		t.Fatalf("STS issued %d tokens for two calls, want 1 (azidentity's cache)", len(tokens))
+	}
+	f := forms[0]
+	if f.Get("client_secret") != "s3cret-value" || f.Get("client_id") != "client-1" || f.Get("grant_type") != "client_credentials" {
+		t.Errorf("token request form = %v", f)
+	}
+	if !strings.Contains(" "+f.Get("scope")+" ", " "+graphops.Scope+" ") {
+		t.Errorf("scope = %q, want it to include %s", f.Get("scope"), graphops.Scope)
+	}
+	for i, r := range e.rec.all() {
+		if got := r.Header.Get("Authorization"); got != "Bearer "+tokens[0] {
+			t.Errorf("call %d sent Authorization %q, want Bearer <the STS token>", i, got)
+		}
+	}
+
+	t.Run("after InvalidateToken the next call carries a newly issued token", func(t *testing.T) {
+		e.client.InvalidateToken()
+		call()
+		call() // and keeps using it
+		forms, tokens := sts.seen()
+		if len(tokens) != 2 {
+			t.Fatalf("STS issued %d tokens, want 2", len(tokens))
+		}
+		// The forced refresh asks for a token not before now, which is what
+		// makes azidentity skip its cache; ordinary requests do not.
+		if !strings.Contains(forms[1].Get("claims"), `"nbf"`) || strings.Contains(forms[0].Get("claims"), `"nbf"`) {
+			t.Errorf("claims = %q then %q, want nbf only on the refresh", forms[0].Get("claims"), forms[1].Get("claims"))
+		}
+		reqs := e.rec.all()
+		for _, r := range reqs[2:] {
+			if got := r.Header.Get("Authorization"); got != "Bearer "+tokens[1] {
+				t.Errorf("after invalidation Authorization = %q, want the new token", got)
+			}
+		}
+	})
+}
+
+func TestWorkloadIdentityTokensFromAzidentityReachGraph(t *testing.T) {
+	sts := newFakeSTS(t)
+	file := filepath.Join(t.TempDir(), "azure-identity-token")
+	const assertion = "eyJhbGciOiJSUzI1NiJ9.service-account-token.sig"
+	if err := os.WriteFile(file, []byte(assertion), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cred, err := graphops.NewCredential(graphops.AuthConfig{
+		Getenv: envMap(map[string]string{
+			"AZURE_TENANT_ID":            "tenant-wi",
+			"AZURE_CLIENT_ID":            "client-wi",
+			"AZURE_FEDERATED_TOKEN_FILE": file,
+			// Also a secret: workload identity must still win.
+			"AZURE_CLIENT_SECRET": "ignored",
+			// The authority host comes from the (injected) environment here.
+			"AZURE_AUTHORITY_HOST": sts.srv.URL,
+		}),
+		ClientOptions:            sts.clientOptions(false),
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		t.Fatalf("NewCredential: %v", err)
+	}
+	if _, ok := cred.(*azidentity.WorkloadIdentityCredential); !ok {
+		t.Errorf("credential is %T, want *azidentity.WorkloadIdentityCredential", cred)
+	}
+	e := newEnv(t, nil, func(c *graphops.Config) { c.Credential = cred })
+	if _, err := e.client.UpdateRoleRequest(context.Background(), pimID, roleReq, []byte(`{}`), nil); err != nil {
+		t.Fatalf("UpdateRoleRequest: %v", err)
+	}
+	forms, tokens := sts.seen()
+	if len(forms) != 1 {
+		t.Fatalf("STS saw %d token requests", len(forms))
+	}
+	f := forms[0]
+	if f.Get("client_assertion") != assertion || f.Get("client_id") != "client-wi" ||
+		f.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || f.Get("client_secret") != "" {
+		t.Errorf("token request form = %v", f)
+	}
+	if !strings.Contains(f.Get("scope"), graphops.Scope) {
+		t.Errorf("scope = %q", f.Get("scope"))
+	}
+	if got := e.rec.all()[0].Header.Get("Authorization"); got != "Bearer "+tokens[0] {
+		t.Errorf("Authorization = %q, want Bearer <the STS token>", got)
+	}
+}
+
+func TestNewCredentialChoosesFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	certPath := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(certPath, selfSignedPEM(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(dir, "garbage.pem")
+	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"}
+	with := func(extra map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range ids {
+			m[k] = v
+		}
+		for k, v := range extra {
+			m[k] = v
+		}
+		return m
+	}
+	tests := []struct {
+		name     string
+		env      map[string]string
+		static   string
+		wantType string // %T of the credential
+		wantErr  string // substring naming the variable
+	}{
+		{name: "nothing set means managed identity", env: map[string]string{}, wantType: "*azidentity.ManagedIdentityCredential"},
+		{name: "a client id alone means a user-assigned managed identity", env: map[string]string{"AZURE_CLIENT_ID": "c"}, wantType: "*azidentity.ManagedIdentityCredential"},
+		{name: "a secret means a client secret credential", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s"}), wantType: "*azidentity.ClientSecretCredential"},
+		{name: "a certificate path means a client certificate credential", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certPath}), wantType: "*azidentity.ClientCertificateCredential"},
+		{name: "a secret without a tenant names AZURE_TENANT_ID", env: map[string]string{"AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"}, wantErr: "AZURE_TENANT_ID"},
+		{name: "a secret without a client id names AZURE_CLIENT_ID", env: map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "s"}, wantErr: "AZURE_CLIENT_ID"},
+		{name: "a federated token file without a tenant names AZURE_TENANT_ID", env: map[string]string{"AZURE_CLIENT_ID": "c", "AZURE_FEDERATED_TOKEN_FILE": "/x"}, wantErr: "AZURE_TENANT_ID"},
+		{name: "a federated token file without a client id names AZURE_CLIENT_ID", env: map[string]string{"AZURE_TENANT_ID": "t", "AZURE_FEDERATED_TOKEN_FILE": "/x"}, wantErr: "AZURE_CLIENT_ID"},
+		{name: "a missing certificate file names AZURE_CLIENT_CERTIFICATE_PATH", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": filepath.Join(dir, "nope.pem")}), wantErr: "AZURE_CLIENT_CERTIFICATE_PATH"},
+		{name: "an unreadable certificate names AZURE_CLIENT_CERTIFICATE_PATH", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": garbage}), wantErr: "AZURE_CLIENT_CERTIFICATE_PATH"},
+		{name: "a plain-http authority host names AZURE_AUTHORITY_HOST", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s", "AZURE_AUTHORITY_HOST": "http://login.example"}), wantErr: "AZURE_AUTHORITY_HOST"},
+		{name: "a static token wins over everything", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s"}), static: "static-tok", wantType: "*graphops.staticCredential"},
+		{name: "a static token with a line break names GRAPH_TOKEN", static: "a\r\nb", wantErr: "GRAPH_TOKEN"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cred, err := graphops.NewCredential(graphops.AuthConfig{StaticToken: tt.static, Getenv: envMap(tt.env)})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("NewCredential: %v", err)
+			}
+			if got := fmt.Sprintf("%T", cred); got != tt.wantType {
+				t.Errorf("credential is %s, want %s", got, tt.wantType)
+			}
+		})
+	}
+}
+
+func TestAStaticTokenIsSentButNeverPrinted(t *testing.T) {
+	cred, err := graphops.NewCredential(graphops.AuthConfig{StaticToken: testToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, nil, func(c *graphops.Config) { c.Credential = cred })
+	if _, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.rec.all()[0].Header.Get("Authorization"); got != "Bearer "+testToken {
+		t.Errorf("Authorization = %q", got)
+	}
+	cfg := graphops.Config{Credential: cred, BaseURL: "https://graph.microsoft.com"}
+	for _, s := range []string{fmt.Sprint(cred), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%#v", cred)} {
+		if strings.Contains(s, testToken) {
+			t.Errorf("printing shows the token: %s", s)
+		}
+	}
+}
+
+// TestTokensNeverReachLogsOrErrors runs successes and every kind of failure
+// with a known token, logs them through a JSON slog handler as a worker
+// would, and looks for the token in the output and in every Error() string.
+func TestTokensNeverReachLogsOrErrors(t *testing.T) {
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx := context.Background()
+	var errs []error
+	logCall := func(what string, res graphops.Result, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			var ge *graphops.Error
+			if errors.As(err, &ge) {
+				logger.Warn(what, "err", err, "status", ge.Status, "graph_request_id", ge.GraphRequestID, "body", string(ge.Body), "verdict", graphops.Classify(err).Class.String())
+			} else {
+				logger.Error(what, "err", err, "verdict", graphops.Classify(err).Class.String())
+			}
+			return
+		}
+		logger.Info(what, "result", res)
+	}
+
+	graph := newEnv(t, statusFromHeaders)
+	for _, status := range []string{"200", "401", "404", "429", "503"} {
+		res, err := graph.client.Resume(ctx, resumeID, []byte(`{}`), map[string]string{"X-Test-Status": status})
+		logCall("resume "+status, res, err)
+	}
+	read := newEnv(t, answer(404, `{"error":{"code":"NotFound","message":"no such request"}}`))
+	_, _, err := read.client.GetAssignmentRequest(ctx, resumeID)
+	logCall("read", graphops.Result{}, err)
+	_, err = graph.client.Resume(ctx, "bad/id", []byte(`{}`), nil)
+	logCall("bad id", graphops.Result{}, err)
+
+	slow := newEnv(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() },
+		func(c *graphops.Config) { c.Timeout = 100 * time.Millisecond })
+	res, err := slow.client.UpdateRoleRequest(ctx, pimID, roleReq, []byte(`{}`), nil)
+	logCall("timeout", res, err)
+
+	// A real azidentity credential whose token service refuses the client.
+	sts := newFakeSTS(t)
+	sts.status = http.StatusUnauthorized
+	cred, cerr := graphops.NewCredential(graphops.AuthConfig{
+		Getenv:                   envMap(map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": testToken}),
+		ClientOptions:            sts.clientOptions(true),
+		DisableInstanceDiscovery: true,
+	})
+	if cerr != nil {
+		t.Fatal(cerr)
+	}
+	refused := newEnv(t, nil, func(c *graphops.Config) { c.Credential = cred })
+	res, err = refused.client.Resume(ctx, resumeID, []byte(`{}`), nil)
+	logCall("sts refused", res, err)
+	if v := graphops.Classify(err); v.Class != graphops.ClassPermanent {
+		t.Errorf("an STS refusal classified %v", v.Class)
+	}
+	static, _ := graphops.NewCredential(graphops.AuthConfig{StaticToken: testToken})
+	logger.Info("credential", "cred", static)
+
+	if len(errs) < 7 {
+		t.Fatalf("only %d failures were exercised", len(errs))
+	}
+	for _, err := range errs {
+		if strings.Contains(err.Error(), testToken) {
+			t.Errorf("Error() contains the token: %s", err)
+		}
+	}
+	if strings.Contains(logs.String(), testToken) {
+		t.Errorf("the logs contain the token:\n%s", logs.String())
+	}
+	// The fake Graph did receive it: the check above is meaningful.
+	if got := graph.rec.all()[0].Header.Get("Authorization"); got != "Bearer "+testToken {
+		t.Fatalf("Authorization = %q", got)
+	}
+}
+
+// selfSignedPEM returns a PEM certificate and RSA key, as
+// AZURE_CLIENT_CERTIFICATE_PATH expects.
+func selfSignedPEM(t *testing.T) []byte {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "graphops-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	_ = pem.Encode(&b, &pem.Block{Type: "PRIVATE KEY", Bytes: mustPKCS8(t, key)})
+	return b.Bytes()
+}
+
+func mustPKCS8(t *testing.T, key *rsa.PrivateKey) []byte {
+	t.Helper()
+	b, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestInvalidateTokenForcesExactlyOneRefresh(t *testing.T) {
+	e := newEnv(t, nil)
+	resume := func() error {
+		_, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+		return err
+	}
+	_ = resume()
+	e.client.InvalidateToken()
+	e.cred.mu.Lock()
+	e.cred.err = errors.New("token service down")
+	e.cred.mu.Unlock()
+	if err := resume(); err == nil {
+		t.Fatal("want the failing refresh to surface")
+	}
+	e.cred.mu.Lock()
+	e.cred.err = nil
+	e.cred.mu.Unlock()
+	_ = resume() // the refresh failed, so this one must still force it
+	_ = resume() // and this one is ordinary again
+
+	reqs := e.cred.requests()
+	if len(reqs) != 4 {
+		t.Fatalf("credential asked %d times, want 4", len(reqs))
+	}
+	wantForced := []bool{false, true, true, false}
+	for i, o := range reqs {
+		if len(o.Scopes) != 1 || o.Scopes[0] != graphops.Scope || !o.EnableCAE {
+			t.Errorf("request %d options = %+v, want scope %s with CAE", i, o, graphops.Scope)
+		}
+		if forced := o.Claims != ""; forced != wantForced[i] {
+			t.Errorf("request %d forced = %v (claims %q), want %v", i, forced, o.Claims, wantForced[i])
+		}
+	}
+}

@@ -1,0 +1,127 @@
+package graphops
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// Class is what a retry loop should do with a failed call (SPEC §3).
+type Class int
+
+const (
+	// ClassPermanent: do not retry (dead-letter). 3xx, 400, 403, 404, 405,
+	// 409, 410, 422 and every other 4xx not listed below; an id or header
+	// refused before sending; an authentication failure the token service
+	// itself refused; unknown errors.
+	ClassPermanent Class = iota
+	// ClassThrottled: 429, and 503 or 504 with Retry-After. Wait at least
+	// Verdict.RetryAfter before the operation's next call.
+	ClassThrottled
+	// ClassRetryable: other 5xx, 408, transport errors (the per-call timeout
+	// included), a token service that could not be reached or failed with
+	// 408/429/5xx, an unreadable 2xx read. Retry with backoff.
+	ClassRetryable
+	// ClassUnauthorized: 401. Call InvalidateToken and retry once.
+	ClassUnauthorized
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassPermanent:
+		return "permanent"
+	case ClassThrottled:
+		return "throttled"
+	case ClassRetryable:
+		return "retryable"
+	case ClassUnauthorized:
+		return "unauthorized"
+	}
+	return "Class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Verdict is Classify's answer.
+type Verdict struct {
+	Class Class
+	// RetryAfter is the wait Graph asked for (0 when none was given).
+	RetryAfter time.Duration
+	// MaybeApplied reports that Graph may have applied the request, so a
+	// resume must be reconciled before it is sent again: any 5xx (SPEC §3: "A
+	// 503 without Retry-After counts as unknown"), or a transport failure
+	// after the request was completely written. A 429, a 408, a 401 or a
+	// failure to connect are not applied.
+	MaybeApplied bool
+}
+
+// Classify maps an error returned by a Client method to a Verdict. A nil
+// error has no meaningful verdict; it yields the zero Verdict.
+func Classify(err error) Verdict {
+	if err == nil {
+		return Verdict{}
+	}
+	var (
+		ge *Error
+		te *TransportError
+		ae *AuthError
+	)
+	switch {
+	case errors.Is(err, ErrInvalidID), errors.Is(err, ErrInvalidHeader):
+		return Verdict{Class: ClassPermanent}
+	case errors.As(err, &ge):
+		return classifyStatus(ge)
+	case errors.As(err, &te):
+		return Verdict{Class: ClassRetryable, MaybeApplied: te.Sent}
+	case errors.As(err, &ae):
+		if transientAuth(ae) {
+			return Verdict{Class: ClassRetryable}
+		}
+		return Verdict{Class: ClassPermanent}
+	case errors.Is(err, ErrBadResponse):
+		return Verdict{Class: ClassRetryable}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		// Not produced by this client (it wraps them in *TransportError);
+		// without knowing whether a request went out, assume it may have.
+		return Verdict{Class: ClassRetryable, MaybeApplied: true}
+	}
+	return Verdict{Class: ClassPermanent}
+}
+
+func classifyStatus(e *Error) Verdict {
+	s := e.Status
+	switch {
+	case s == http.StatusUnauthorized:
+		return Verdict{Class: ClassUnauthorized}
+	case s == http.StatusTooManyRequests:
+		return Verdict{Class: ClassThrottled, RetryAfter: e.RetryAfter}
+	case s == http.StatusRequestTimeout:
+		return Verdict{Class: ClassRetryable}
+	case (s == http.StatusServiceUnavailable || s == http.StatusGatewayTimeout) && e.HasRetryAfter:
+		return Verdict{Class: ClassThrottled, RetryAfter: e.RetryAfter, MaybeApplied: true}
+	case s >= 500 && s <= 599:
+		return Verdict{Class: ClassRetryable, MaybeApplied: true}
+	}
+	return Verdict{Class: ClassPermanent}
+}
+
+// transientAuth reports whether a token failure is worth retrying: the token
+// service could not be reached (azidentity then gives no response), timed
+// out, or answered 408, 429 or 5xx. A refusal (400 invalid_client, a bad
+// secret, a missing federated token file) is permanent.
+func transientAuth(e *AuthError) bool {
+	if errors.Is(e.Err, context.DeadlineExceeded) || errors.Is(e.Err, context.Canceled) {
+		return true
+	}
+	var af *azidentity.AuthenticationFailedError
+	if !errors.As(e.Err, &af) {
+		return false
+	}
+	if af.RawResponse == nil {
+		return true
+	}
+	s := af.RawResponse.StatusCode
+	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
+}
