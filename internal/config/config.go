@@ -21,18 +21,18 @@ import (
 type Config struct {
 	Source string // WORKER_SOURCE: nats | servicebus
 
-	NATSURL       string // NATS_URL; empty: embedded server under DataDir
-	DataDir       string // WORKER_DATA_DIR
-	Stream        string // NATS_STREAM
-	Subjects      string // NATS_SUBJECTS (comma-separated)
-	Durable       string // NATS_CONSUMER
-	DLQStream     string // NATS_DLQ_STREAM
-	DLQPrefix     string // NATS_DLQ_SUBJECT_PREFIX
-	AckWait       time.Duration
-	MaxDeliver    int
-	NATSCreds     string // NATS_CREDS
-	StreamMaxAge  time.Duration
-	JSReplicas    int
+	NATSURL      string // NATS_URL; empty: embedded server under DataDir
+	DataDir      string // WORKER_DATA_DIR
+	Stream       string // NATS_STREAM
+	Subjects     string // NATS_SUBJECTS (comma-separated)
+	Durable      string // NATS_CONSUMER
+	DLQStream    string // NATS_DLQ_STREAM
+	DLQPrefix    string // NATS_DLQ_SUBJECT_PREFIX
+	AckWait      time.Duration
+	MaxDeliver   int
+	NATSCreds    string // NATS_CREDS
+	StreamMaxAge time.Duration
+	JSReplicas   int
 
 	SBNamespace        string
 	SBConnectionString string

@@ -1,0 +1,136 @@
+package app
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/graphops/worker/internal/command"
+	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/dlq"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// UsageError is a mistake on the command line (exit code 2).
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// subjectPrefix is where producers publish (SPEC §4:
+// graphops.commands.<short type>).
+const subjectPrefix = "graphops.commands"
+
+// Submit publishes commands, one JSON document per line of r, to the
+// command stream on graphops.commands.<short type>, and reports each
+// stream sequence on w.
+func Submit(ctx context.Context, cfg *config.Config, r io.Reader, w io.Writer) error {
+	if cfg.NATSURL == "" {
+		return errors.New("NATS_URL: submit needs the broker to publish to (e.g. NATS_URL=nats://127.0.0.1:4222)")
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("graphops-submit"))
+	if err != nil {
+		return fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	n, line := 0, 0
+	for sc.Scan() {
+		line++
+		data := []byte(strings.TrimSpace(sc.Text()))
+		if len(data) == 0 {
+			continue
+		}
+		subject := subjectPrefix + "." + string(typeOfRaw(data))
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{"Content-Type": []string{"application/cloudevents+json"}}}
+		ack, err := js.PublishMsg(ctx, msg)
+		if err != nil {
+			return fmt.Errorf("line %d: publish to %s: %w (%d published before it)", line, subject, err, n)
+		}
+		n++
+		fmt.Fprintf(w, "line %d: published to %s, stream %s sequence %d\n", line, subject, ack.Stream, ack.Sequence)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %w (%d published before it)", line+1, err, n)
+	}
+	fmt.Fprintf(w, "published %d commands\n", n)
+	return nil
+}
+
+// typeOfRaw reads the short type of a command for its subject; the worker
+// trusts the message's type, not the subject, so a guess is enough.
+func typeOfRaw(data []byte) command.Type {
+	var ce struct {
+		Type string `json:"type"`
+	}
+	if json.Unmarshal(data, &ce) != nil {
+		return command.TypeUnknown
+	}
+	return command.TypeOf(ce.Type)
+}
+
+// DLQ runs `worker dlq list|show|replay|purge`.
+func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, out io.Writer, log *slog.Logger) error {
+	if len(args) == 0 {
+		return &UsageError{"worker dlq: want list, show ID, replay ID…|--all or purge [--yes]"}
+	}
+	verb, rest := args[0], args[1:]
+	fs := flag.NewFlagSet("worker dlq "+verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	jsonOut := fs.Bool("json", false, "list: JSON lines instead of a table")
+	all := fs.Bool("all", false, "replay: every dead letter")
+	yes := fs.Bool("yes", false, "purge: do not ask for confirmation")
+	if err := fs.Parse(rest); err != nil {
+		return &UsageError{"worker dlq " + verb + ": " + err.Error()}
+	}
+	b, err := connect(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+	store, err := dlq.New(ctx, b.js, dlqConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("NATS_DLQ_STREAM: %w", err)
+	}
+	switch verb {
+	case "list":
+		return dlq.CmdList(ctx, store, out, *jsonOut)
+	case "show":
+		if fs.NArg() != 1 {
+			return &UsageError{"worker dlq show: want exactly one ID (the dead letter's stream sequence)"}
+		}
+		seqs, err := dlq.ParseSeqs(fs.Args())
+		if err != nil {
+			return &UsageError{"worker dlq show: " + err.Error()}
+		}
+		return dlq.CmdShow(ctx, store, out, seqs[0])
+	case "replay":
+		if *all == (fs.NArg() > 0) {
+			return &UsageError{"worker dlq replay: want IDs or --all"}
+		}
+		seqs, err := dlq.ParseSeqs(fs.Args())
+		if err != nil {
+			return &UsageError{"worker dlq replay: " + err.Error()}
+		}
+		publish := dlq.JetStreamPublisher(b.js, jetstream.WithExpectStream(cfg.Stream))
+		return dlq.CmdReplay(ctx, store, out, seqs, *all, publish)
+	case "purge":
+		return dlq.CmdPurge(ctx, store, in, out, *yes)
+	}
+	return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
+}
+
+func dlqConfig(cfg *config.Config) dlq.Config {
+	return dlq.Config{Stream: cfg.DLQStream, SubjectPrefix: cfg.DLQPrefix, Replicas: cfg.JSReplicas, CommandSubjects: cfg.SubjectList()}
+}

@@ -1,0 +1,259 @@
+// Package app wires the worker's packages into the programs of the command
+// line: run (consume), dev (the whole flow on one machine), submit and the
+// dead-letter commands. It owns start-up order and shutdown; behaviour lives
+// in the packages it wires.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/graphops/worker/internal/command"
+	"github.com/graphops/worker/internal/config"
+	jsconsumer "github.com/graphops/worker/internal/consumer/jetstream"
+	"github.com/graphops/worker/internal/dlq"
+	"github.com/graphops/worker/internal/graphops"
+	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/kvstore"
+	"github.com/graphops/worker/internal/ledger/redisstore"
+	"github.com/graphops/worker/internal/natsembed"
+	"github.com/graphops/worker/internal/pacer"
+	"github.com/graphops/worker/internal/worker"
+	"github.com/graphops/worker/metrics"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Hooks let `worker dev` and tests watch a running worker.
+type Hooks struct {
+	// OnSettled sees every outcome.
+	OnSettled func(worker.Settled)
+	// OnStarted is called once the worker consumes, with the admin
+	// address and the broker URL.
+	OnStarted func(adminAddr, natsURL string)
+	// Credential replaces the azidentity/GRAPH_TOKEN credential.
+	Credential azcore.TokenCredential
+}
+
+// Run consumes commands until ctx is done (SIGTERM/SIGINT), then drains
+// within SHUTDOWN_GRACE and returns nil.
+func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks) error {
+	if cfg.Source != "nats" {
+		return errors.New("WORKER_SOURCE: servicebus is not available in this build yet; use nats")
+	}
+	m := metrics.New()
+	var draining, started atomic.Bool
+
+	// Graph first: bad credentials or URL stop start-up before any message
+	// is touched.
+	cred := hooks.Credential
+	if cred == nil {
+		var err error
+		if cred, err = graphops.NewCredential(graphops.AuthConfig{StaticToken: cfg.GraphToken}); err != nil {
+			return err
+		}
+	}
+	graph, err := graphops.NewClient(graphops.Config{
+		BaseURL: cfg.GraphBaseURL, Timeout: cfg.GraphTimeout, Credential: cred,
+		Observe: func(op graphops.Operation, code string, d time.Duration) { m.GraphRequest(string(op), code, d) },
+	})
+	if err != nil {
+		return err
+	}
+
+	b, err := connect(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.close()
+
+	admin := metrics.NewAdmin(metrics.AdminConfig{Addr: cfg.AdminAddr, Ready: func() error {
+		switch {
+		case draining.Load():
+			return errors.New("draining")
+		case !started.Load():
+			return errors.New("starting")
+		case b.nc.Status() != nats.CONNECTED:
+			return errors.New("broker disconnected")
+		}
+		return nil
+	}}, m, log)
+	if err := admin.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = admin.Shutdown(sctx)
+	}()
+
+	dead, err := dlq.New(ctx, b.js, dlqConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("NATS_DLQ_STREAM: %w", err)
+	}
+	store, closeStore, err := openStore(ctx, cfg, b.js)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	owner := replicaID()
+	led, err := ledger.New(store, ledger.Config{Owner: owner, Lease: cfg.LedgerLease, Observe: m.LedgerOp})
+	if err != nil {
+		return err
+	}
+
+	// pacers live until the worker has drained; their Run removes this
+	// replica from the fleet so its share is reclaimed at once.
+	pctx, stopPacers := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPacers()
+	pacers := map[command.Type]*pacer.Pacer{}
+	for _, t := range command.Types() {
+		op := string(t)
+		pc := pacer.New(pacer.Config{Operation: op, ReplicaID: owner, Log: log,
+			Fleet: pacer.NewStoreFleet(store, "pacer"),
+			OnChange: func(rate float64, until time.Time) {
+				m.SetPacerRate(op, rate)
+				m.SetThrottledUntil(op, max(time.Until(until).Seconds(), 0))
+			}})
+		pacers[t] = pc
+		go pc.Run(pctx)
+	}
+
+	// Two clocks of a drain: drain (SIGTERM) hands waiting work back at
+	// once; stop (grace over) abandons calls in flight.
+	drain := ctx
+	stop, cancelStop := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelStop()
+	go func() {
+		<-drain.Done()
+		draining.Store(true)
+		log.Info("draining", "grace", cfg.ShutdownGrace)
+		select {
+		case <-time.After(cfg.ShutdownGrace - time.Second):
+			cancelStop()
+		case <-stop.Done():
+		}
+	}()
+
+	proc := worker.New(worker.Config{
+		Command:         command.Options{RoleRequestUpdateDisabled: cfg.RoleRequestUpdate == "off"},
+		RetryMaxElapsed: cfg.RetryMaxElapsed, HandbackAfter: cfg.HandbackAfter,
+		BackoffInitial: cfg.RetryInitial, BackoffMax: cfg.RetryMax,
+		KeepAliveEvery: min(cfg.AckWait, cfg.LedgerLease) / 3,
+		DryRun:         cfg.DryRun,
+	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: dead, Pacers: pacers, Metrics: m, Log: log,
+		OnSettled: hooks.OnSettled}, drain, stop)
+
+	durable := cfg.Durable
+	if cfg.DryRun {
+		durable += "-dryrun" // a dry run reads through its own consumer
+	}
+	src, err := jsconsumer.New(ctx, b.js, jsconsumer.Config{
+		Stream: cfg.Stream, Subjects: cfg.SubjectList(), Durable: durable, AckWait: cfg.AckWait,
+		MaxDeliver: cfg.MaxDeliver, Concurrency: cfg.Concurrency, StreamMaxAge: cfg.StreamMaxAge, Replicas: cfg.JSReplicas,
+	}, log)
+	if err != nil {
+		return fmt.Errorf("NATS_STREAM: %w", err)
+	}
+	started.Store(true)
+	log.Info("consuming", "stream", cfg.Stream, "consumer", durable, "replica", owner,
+		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency)
+	if hooks.OnStarted != nil {
+		hooks.OnStarted(admin.Addr(), b.url)
+	}
+	err = src.Run(drain, proc.Handle)
+	draining.Store(true)
+	cancelStop()
+	stopPacers()
+	log.Info("stopped")
+	return err
+}
+
+// broker is a NATS connection, with the embedded server behind it when
+// NATS_URL is empty.
+type broker struct {
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	url      string
+	embedded *natsembed.Server
+}
+
+func (b *broker) close() {
+	if b.nc != nil {
+		_ = b.nc.Drain()
+		b.nc.Close()
+	}
+	if b.embedded != nil {
+		b.embedded.Stop()
+	}
+}
+
+// connect connects to NATS_URL, or starts an embedded server under
+// WORKER_DATA_DIR.
+func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*broker, error) {
+	b := &broker{url: cfg.NATSURL}
+	if b.url == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("WORKER_DATA_DIR: %w", err)
+		}
+		s, err := natsembed.Start(natsembed.Options{Dir: cfg.DataDir})
+		if err != nil {
+			return nil, fmt.Errorf("WORKER_DATA_DIR: %w", err)
+		}
+		b.embedded, b.url = s, s.URL()
+		log.Info("embedded NATS server started", "url", b.url, "dir", cfg.DataDir)
+	}
+	opts := []nats.Option{nats.Name("graphops-worker"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	nc, err := nats.Connect(b.url, opts...)
+	if err != nil {
+		b.close()
+		return nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", b.url, err)
+	}
+	b.nc = nc
+	if b.js, err = jetstream.New(nc); err != nil {
+		b.close()
+		return nil, fmt.Errorf("NATS_URL: %w", err)
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		b.close()
+		return nil, fmt.Errorf("NATS_URL: JetStream not available at %s: %w", b.url, err)
+	}
+	return b, nil
+}
+
+// openStore opens the idempotency store of LEDGER_STORE.
+func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream) (ledger.Store, func(), error) {
+	switch cfg.LedgerStore {
+	case "redis":
+		s, err := redisstore.New(ctx, redisstore.Config{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, Retention: cfg.LedgerRetention})
+		if err != nil {
+			return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
+		}
+		return s, func() { _ = s.Close() }, nil
+	default:
+		s, err := kvstore.New(ctx, js, kvstore.Config{Bucket: cfg.LedgerBucket, Retention: cfg.LedgerRetention, Replicas: cfg.JSReplicas})
+		if err != nil {
+			return nil, nil, fmt.Errorf("LEDGER_BUCKET: %w", err)
+		}
+		return s, func() {}, nil
+	}
+}
+
+// replicaID names this process in claims, leases and the pacer's fleet.
+func replicaID() string {
+	host, _ := os.Hostname()
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
+}

@@ -1,0 +1,69 @@
+package command
+
+import "strings"
+
+// The role request update body (SPEC §2,
+// graph-openapi/beta-roleAssignmentRequest.yaml) is a PATCH of a
+// governanceRoleAssignmentRequest: every property is optional and unknown
+// ones pass (the cmdlet's AdditionalProperties), but the documented ones
+// must have their documented type and, for enumerations, a documented value.
+
+func (p *parser) roleBody(body int32) *Error {
+	t := p.t
+	if e := p.enumMember(body, "data.body.type", "type",
+		"AdminAdd", "UserAdd", "AdminUpdate", "AdminRemove", "UserRemove",
+		"UserExtend", "AdminExtend", "UserRenew", "AdminRenew"); e != nil {
+		return e
+	}
+	if e := p.enumMember(body, "data.body.assignmentState", "assignmentState", "Eligible", "Active"); e != nil {
+		return e
+	}
+	if si := t.member(body, "schedule"); si != none {
+		if t.nodes[si].kind != kindObject {
+			return p.wrong("data.body.schedule", "must be a JSON object, not %s", t.nodes[si].kind)
+		}
+		if ti := t.member(si, "type"); ti != none && t.nodes[ti].kind != kindNull {
+			s, ok := t.str(ti)
+			if !ok {
+				return p.wrong("data.body.schedule.type", "must be a string or null, not %s", t.nodes[ti].kind)
+			}
+			if !strings.EqualFold(s, "Once") {
+				return p.wrong("data.body.schedule.type", "%s is not a schedule type Graph documents (Once)", quote(s))
+			}
+		}
+		for _, name := range [...]string{"startDateTime", "endDateTime", "duration"} {
+			if _, _, e := p.optionalString(si, "data.body.schedule", name); e != nil {
+				return e
+			}
+		}
+	}
+	for _, name := range [...]string{"linkedEligibleRoleAssignmentId", "reason", "requestedDateTime",
+		"resourceId", "roleDefinitionId", "subjectId"} {
+		if _, _, e := p.optionalString(body, "data.body", name); e != nil {
+			return e
+		}
+	}
+	if ii := t.member(body, "id"); ii != none && t.nodes[ii].kind != kindString {
+		return p.wrong("data.body.id", "must be a string, not %s", t.nodes[ii].kind)
+	}
+	return nil
+}
+
+// enumMember checks an optional, non-nullable string member against the
+// values Graph documents, ignoring case.
+func (p *parser) enumMember(obj int32, field, name string, values ...string) *Error {
+	i := p.t.member(obj, name)
+	if i == none {
+		return nil
+	}
+	s, ok := p.t.str(i)
+	if !ok {
+		return p.wrong(field, "must be a string, not %s", p.t.nodes[i].kind)
+	}
+	for _, v := range values {
+		if strings.EqualFold(s, v) {
+			return nil
+		}
+	}
+	return p.wrong(field, "%s is not a value Graph documents (%s)", quote(s), strings.Join(values, ", "))
+}

@@ -1,0 +1,101 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	js "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/graphops/worker/internal/consumer"
+)
+
+// message is one JetStream delivery seen as a consumer.Message.
+type message struct {
+	msg        js.Msg
+	delivery   int
+	seq        uint64
+	maxDeliver int
+	ackAsync   bool
+}
+
+var _ consumer.Message = (*message)(nil)
+
+func newMessage(m js.Msg, maxDeliver int, ackAsync bool) (*message, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	return &message{
+		msg:        m,
+		delivery:   int(meta.NumDelivered),
+		seq:        meta.Sequence.Stream,
+		maxDeliver: maxDeliver,
+		ackAsync:   ackAsync,
+	}, nil
+}
+
+func (m *message) Data() []byte    { return m.msg.Data() }
+func (m *message) Subject() string { return m.msg.Subject() }
+func (m *message) Delivery() int   { return m.delivery }
+func (m *message) ID() string      { return strconv.FormatUint(m.seq, 10) }
+
+// Last: the server stops delivering once NumDelivered reaches MaxDeliver.
+func (m *message) Last() bool {
+	return m.maxDeliver > 0 && m.delivery >= m.maxDeliver
+}
+
+// Header looks the name up as sent first (NATS headers are case-sensitive),
+// then ignoring case, since producers write headers the HTTP way too.
+func (m *message) Header(name string) string {
+	h := m.msg.Headers()
+	if v := h.Values(name); len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range h {
+		if len(v) > 0 && strings.EqualFold(k, name) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// Ack waits for the server's confirmation unless AckAsync is set: a plain
+// Ack lost in a broker restart would go unnoticed and the command be
+// delivered again.
+func (m *message) Ack(ctx context.Context) error {
+	var err error
+	if m.ackAsync {
+		err = m.msg.Ack()
+	} else {
+		err = m.msg.DoubleAck(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: ack message %d: %w", m.seq, err)
+	}
+	return nil
+}
+
+// KeepAlive resets the server's AckWait clock; the server does not answer it.
+func (m *message) KeepAlive(context.Context) error {
+	if err := m.msg.InProgress(); err != nil {
+		return fmt.Errorf("jetstream: keep message %d alive: %w", m.seq, err)
+	}
+	return nil
+}
+
+// HandBack asks for redelivery after delay; the server does not answer it.
+func (m *message) HandBack(_ context.Context, delay time.Duration) error {
+	var err error
+	if delay > 0 {
+		err = m.msg.NakWithDelay(delay)
+	} else {
+		err = m.msg.Nak()
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream: hand back message %d: %w", m.seq, err)
+	}
+	return nil
+}

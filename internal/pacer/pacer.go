@@ -1,0 +1,540 @@
+// Package pacer paces the Graph calls of one operation so that a fleet of
+// worker replicas runs just under the rate Graph allows, with few 429s
+// (SPEC §3, Retries): Graph counts throttled calls against the budget, so a
+// storm of 429s prolongs throttling, and every gate a throttle closes costs
+// about a second of capacity. The winning strategy learns the limit, stays
+// just under it, and probes upward only rarely.
+//
+// It owns the departure schedule of calls (the gate a throttle closes, the
+// rate, the slow start), the rate law that adapts to Graph's answers, and
+// the state replicas share about it through a Fleet. It does not make Graph
+// calls, classify answers, parse Retry-After, retry, or keep broker leases:
+// its caller does, and reports each call's outcome.
+//
+// # Use
+//
+// One Pacer per operation and process. For each call: Reserve; when Delay
+// is 0 the call may leave, otherwise Wait (keeping the broker lease alive
+// meanwhile) or Cancel and hand the message back with that delay. After the
+// call, report exactly one outcome: Succeeded, Throttled(retryAfter) or
+// Failed. Run, in its own goroutine, shares what this replica learns with
+// the others; without it (or without a Fleet) the pacer paces this process
+// alone.
+//
+// # The algorithm
+//
+// Open. Before the first throttle there is no rate limit: Reserve takes
+// every call at once. Only a fresh process starts with a slow start: at
+// most InitialWindow calls in flight, one more for each success (the
+// window doubles every round trip and is gone after 64 calls or 10 s), so
+// that a backlog of thousands does not hit Graph at once and the first
+// throttle costs a few 429s, not a worker's whole concurrency.
+//
+// The gate. A throttle closes the gate until now+Retry-After at once in this
+// process, and in the whole fleet at the next sync: no call of the operation
+// leaves before that instant, including calls booked earlier (the schedule
+// is recomputed at every look). When the gate opens, calls leave paced, the
+// first one of each replica at a random point of its first interval.
+//
+// Pacing. Calls leave one by one at the replica's rate, which is the fleet
+// rate divided among the replicas alive in the fleet. The fleet rate is a
+// function of time set by the last throttle (a Curve), so that replicas
+// agree on it without talking:
+//
+//   - after the throttle that ends the open phase Graph's limit is unknown:
+//     the fleet rate starts at the number of calls Graph let through in the
+//     second before it (its burst, per second) and grows RampGrowth-fold
+//     every second until the next throttle;
+//   - on every later throttle, the limit is estimated from the episode
+//     that ended: Graph's bucket was full when the gate opened and ran dry
+//     at the throttle, while the fleet sent at the known rate; the limit is
+//     the refill rate that explains exactly that. The fleet rate then holds
+//     at (1-Margin) times the estimate for HoldFor, and then probes upward,
+//     slowly first (cubic in time), so that a higher limit is found again;
+//     a probe that reaches OpenAbove times the estimate without a throttle
+//     opens the pacer again. When no estimate is possible (the fleet was
+//     not using its rate, or the episode cannot explain the throttle), the
+//     rate is cut by Decrease, the classic multiplicative decrease.
+//
+// A 429 answered while the gate is already closed belongs to the same
+// throttle: it may extend the gate, it does not cut the rate again.
+//
+// The fleet. Replicas share one record per operation (a FleetState): the
+// curve, the gate and the members with their last heartbeat. Each replica
+// reads, merges and compare-and-swaps it every SyncInterval and at once
+// after a throttle. A replica that stops syncing for MemberLease is dropped
+// and the others' shares grow; Run's end removes the replica at once. Calls
+// never wait for the store: a slow or unreachable store leaves each replica
+// pacing with what it last knew, cutting its own rate on its own throttles.
+// Replica clocks are assumed synchronized to well under a second (NTP).
+package pacer
+
+import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"math"
+	randv2 "math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultMinRate       = 1.0
+	DefaultDecrease      = 0.7
+	DefaultMargin        = 0.02
+	DefaultRampGrowth    = 8.0
+	DefaultHoldFor       = 60 * time.Second
+	DefaultProbeScale    = 30 * time.Second
+	DefaultOpenAbove     = 4.0
+	DefaultJitter        = 0.5
+	DefaultInitialWindow = 1
+	DefaultSyncInterval  = 250 * time.Millisecond
+	DefaultSyncTimeout   = time.Second
+	DefaultMemberLease   = 3 * time.Second
+)
+
+// Config of a Pacer. Zero fields take their defaults.
+type Config struct {
+	// Operation names what is paced ("resume", "role_request_update"); it
+	// keys the fleet's shared record. Required.
+	Operation string
+
+	// MinRate is the floor of the fleet rate, calls/s; default 1.
+	MinRate float64
+	// Decrease multiplies the fleet rate on a throttle that allows no
+	// estimate of the limit; default 0.7.
+	Decrease float64
+	// Margin is how far under the estimated limit the fleet holds, as a
+	// fraction; default 0.02.
+	Margin float64
+	// RampGrowth is the factor by which the fleet rate grows every second
+	// after the throttle that ends the open phase; default 8.
+	RampGrowth float64
+	// HoldFor is how long the fleet rate holds under the estimate before
+	// probing upward; default 60s.
+	HoldFor time.Duration
+	// ProbeScale sets the probe's pace: the rate is multiplied by
+	// 1+(t/ProbeScale)³, t counted from the end of the hold, so it has
+	// doubled after one ProbeScale; default 30s.
+	ProbeScale time.Duration
+	// OpenAbove: a probe that reaches this multiple of the estimated limit
+	// without a throttle opens the pacer again; default 4.
+	OpenAbove float64
+	// Jitter spreads the first call of each replica after a gate: replica
+	// i of n leaves (i + Jitter·u)/n of its departure interval after the
+	// gate opens, u uniform in [0, 1); default 0.5.
+	Jitter float64
+	// InitialWindow is the slow start's number of calls in flight when the
+	// process starts; default 1.
+	InitialWindow int
+
+	// SyncInterval is the period of the fleet sync; default 250ms.
+	SyncInterval time.Duration
+	// SyncTimeout bounds one sync with the store; default 1s.
+	SyncTimeout time.Duration
+	// MemberLease is how long a replica that stopped syncing still counts
+	// in the fleet; default 3s.
+	MemberLease time.Duration
+
+	// Clock is the time source; default the system clock.
+	Clock Clock
+	// Rand returns numbers in [0, 1) for jitter; default math/rand/v2.
+	Rand func() float64
+	// Fleet is the state shared with the other replicas; nil paces this
+	// process alone.
+	Fleet Fleet
+	// ReplicaID names this process in the fleet, unique per process;
+	// default hostname-pid-random.
+	ReplicaID string
+	// Log receives the pacer's few logs; default discard.
+	Log *slog.Logger
+	// OnChange is called with the process's rate (calls/s, +Inf when open)
+	// and the gate after every throttle and every sync round, for the
+	// gauges graphops_pacer_rate and graphops_throttled_until_seconds. It
+	// must not block.
+	OnChange func(rate float64, throttledUntil time.Time)
+}
+
+// Validate fills in the defaults of zero fields, then checks every field;
+// the error names the bad one.
+func (c *Config) Validate() error {
+	setDefault(&c.MinRate, DefaultMinRate)
+	setDefault(&c.Decrease, DefaultDecrease)
+	setDefault(&c.Margin, DefaultMargin)
+	setDefault(&c.RampGrowth, DefaultRampGrowth)
+	setDefault(&c.HoldFor, DefaultHoldFor)
+	setDefault(&c.ProbeScale, DefaultProbeScale)
+	setDefault(&c.OpenAbove, DefaultOpenAbove)
+	setDefault(&c.Jitter, DefaultJitter)
+	setDefault(&c.InitialWindow, DefaultInitialWindow)
+	setDefault(&c.SyncInterval, DefaultSyncInterval)
+	setDefault(&c.SyncTimeout, DefaultSyncTimeout)
+	setDefault(&c.MemberLease, DefaultMemberLease)
+	if c.Clock == nil {
+		c.Clock = systemClock{}
+	}
+	if c.Rand == nil {
+		c.Rand = randv2.Float64
+	}
+	if c.ReplicaID == "" {
+		c.ReplicaID = defaultReplicaID()
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case c.Operation == "":
+		return fmt.Errorf("pacer: Operation: required")
+	case !(c.MinRate > 0) || math.IsInf(c.MinRate, 1):
+		return fmt.Errorf("pacer: MinRate %v: must be a positive number", c.MinRate)
+	case !(c.Decrease > 0 && c.Decrease < 1):
+		return fmt.Errorf("pacer: Decrease %v: must be between 0 and 1", c.Decrease)
+	case !(c.Margin >= 0 && c.Margin < 0.5):
+		return fmt.Errorf("pacer: Margin %v: must be in [0, 0.5)", c.Margin)
+	case !(c.RampGrowth > 1) || math.IsInf(c.RampGrowth, 1):
+		return fmt.Errorf("pacer: RampGrowth %v: must be above 1", c.RampGrowth)
+	case c.HoldFor < 0:
+		return fmt.Errorf("pacer: HoldFor %s: must not be negative", c.HoldFor)
+	case c.ProbeScale < 0:
+		return fmt.Errorf("pacer: ProbeScale %s: must be positive", c.ProbeScale)
+	case !(c.OpenAbove > 1):
+		return fmt.Errorf("pacer: OpenAbove %v: must be above 1", c.OpenAbove)
+	case !(c.Jitter >= 0 && c.Jitter <= 10):
+		return fmt.Errorf("pacer: Jitter %v: must be in [0, 10]", c.Jitter)
+	case c.InitialWindow < 0:
+		return fmt.Errorf("pacer: InitialWindow %d: must be positive", c.InitialWindow)
+	case c.SyncInterval < 0:
+		return fmt.Errorf("pacer: SyncInterval %s: must be positive", c.SyncInterval)
+	case c.SyncTimeout < 0:
+		return fmt.Errorf("pacer: SyncTimeout %s: must be positive", c.SyncTimeout)
+	case c.MemberLease <= c.SyncInterval:
+		return fmt.Errorf("pacer: MemberLease %s: must be longer than SyncInterval %s", c.MemberLease, c.SyncInterval)
+	}
+	return nil
+}
+
+func setDefault[T cmp.Ordered](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
+// defaultReplicaID is hostname-pid-random.
+func defaultReplicaID() string {
+	host, _ := os.Hostname()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+}
+
+// Pacer paces the calls of one operation in this process. It is safe for
+// concurrent use.
+type Pacer struct {
+	cfg   Config
+	law   law
+	clock Clock
+	kick  chan struct{}
+
+	mu sync.Mutex
+	// view is what this process believes of the fleet: the record as of
+	// the last sync, with this process's later throttles applied.
+	view    FleetState
+	members int     // replicas sharing the fleet rate, at least 1
+	rank    int     // this replica's place among them, from 0
+	events  []event // throttles not yet written to the fleet
+	seq     uint64  // of the last event
+
+	queue      []*Reservation
+	prev       time.Time // slot of the last departure
+	gateJitter float64   // in [0, 1), drawn when the gate moves
+	limited    bool      // a call had to wait since the last sync
+	inflight   int
+	changed    chan struct{} // closed when waiters should look again
+
+	// The open phase.
+	open        bool
+	window      int       // slow start: calls allowed in flight
+	slowStartAt time.Time // first departure of the open phase
+	successes   successRing
+	burstTaken  bool // this open phase's burst is measured
+	burst       float64
+	burstSpan   float64 // seconds
+	burstAt     time.Time
+
+	syncFailing bool
+}
+
+// event is a throttle: answered at `at`, gate closed until `until`.
+type event struct {
+	seq       uint64
+	at, until time.Time
+}
+
+// maxEvents bounds the throttles kept for the fleet while the store is
+// unreachable; the latest ones carry what matters.
+const maxEvents = 32
+
+// New returns a Pacer. It panics when cfg does not validate: the
+// configuration is the program's, not the user's.
+func New(cfg Config) *Pacer {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	p := &Pacer{
+		cfg: cfg,
+		law: law{
+			minRate:    cfg.MinRate,
+			decrease:   cfg.Decrease,
+			margin:     cfg.Margin,
+			growth:     cfg.RampGrowth,
+			openAbove:  cfg.OpenAbove,
+			holdFor:    cfg.HoldFor,
+			probeScale: cfg.ProbeScale,
+		},
+		clock:   cfg.Clock,
+		kick:    make(chan struct{}, 1),
+		view:    FleetState{Curve: Curve{Mode: ModeOpen}},
+		members: 1,
+		changed: make(chan struct{}),
+		open:    true,
+		window:  cfg.InitialWindow,
+	}
+	return p
+}
+
+// Succeeded reports that a call Graph answered with success.
+func (p *Pacer) Succeeded() {
+	now := p.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight = max(0, p.inflight-1)
+	if math.IsInf(p.fleetRateLocked(now), 1) {
+		p.successes.add(now)
+		if p.slowStartLocked(now) {
+			p.window++
+			p.signalLocked()
+		}
+	}
+}
+
+// Failed reports a call that failed otherwise than by a throttle: it
+// neither raises nor lowers the rate.
+func (p *Pacer) Failed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inflight = max(0, p.inflight-1)
+	if p.open && p.slowStartLocked(p.clock.Now()) {
+		p.signalLocked()
+	}
+}
+
+// Throttled reports a call Graph throttled (429, or 503/504 with
+// Retry-After), with the Retry-After counted from now, when the answer
+// arrived. It closes the gate until now+retryAfter at once in this process
+// (and in the fleet at the next sync) and, unless the gate was already
+// closed when the answer came, cuts the rate. A retryAfter that is not
+// positive closes the gate for one second.
+func (p *Pacer) Throttled(retryAfter time.Duration) {
+	if retryAfter <= 0 {
+		retryAfter = time.Second
+	}
+	now := p.clock.Now()
+	p.mu.Lock()
+	p.inflight = max(0, p.inflight-1)
+	if math.IsInf(p.fleetRateLocked(now), 1) && !p.burstTaken {
+		p.burstTaken = true
+		p.burst = float64(p.successes.sum(now))
+		p.burstAt = now
+		p.burstSpan = 1
+		if !p.slowStartAt.IsZero() {
+			p.burstSpan = min(1, now.Sub(p.slowStartAt).Seconds())
+		}
+	}
+	p.seq++
+	e := event{seq: p.seq, at: now, until: now.Add(retryAfter)}
+	p.events = append(p.events, e)
+	if len(p.events) > maxEvents {
+		p.events = slices.Delete(p.events, 0, len(p.events)-maxEvents)
+	}
+	if p.view.Members == nil {
+		p.view.Members = map[string]Member{}
+	}
+	p.view.Members[p.cfg.ReplicaID] = p.memberLocked(now)
+	before := p.view
+	cut := p.applyEvent(&p.view, e, now)
+	if p.view.Until.After(before.Until) {
+		p.gateJitter = p.cfg.Rand()
+	}
+	rate, until, curve := p.rateLocked(now), p.view.Until, p.view.Curve
+	p.mu.Unlock()
+
+	if cut {
+		p.cfg.Log.Info("pacer: throttled, rate cut", "operation", p.cfg.Operation,
+			"retry_after", retryAfter, "throttled_until", until, "mode", curve.Mode,
+			"fleet_rate", curve.Rate, "limit_estimate", curve.Limit)
+	} else {
+		p.cfg.Log.Debug("pacer: throttled while the gate was closed", "operation", p.cfg.Operation,
+			"retry_after", retryAfter, "throttled_until", until)
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	p.changedHook(rate, until)
+}
+
+// Rate is the rate this process may call at now, calls/s: its share of
+// the fleet rate; +Inf while open.
+func (p *Pacer) Rate() float64 {
+	now := p.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rateLocked(now)
+}
+
+// FleetRate is the rate of the whole fleet now, calls/s; +Inf while open.
+func (p *Pacer) FleetRate() float64 {
+	now := p.clock.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.fleetRateLocked(now)
+}
+
+// ThrottledUntil is the gate: no call leaves before it. It may be in the
+// past (the gate is open).
+func (p *Pacer) ThrottledUntil() time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.view.Until
+}
+
+func (p *Pacer) rateLocked(now time.Time) float64 {
+	return p.fleetRateLocked(now) / float64(p.members)
+}
+
+// fleetRateLocked is the fleet rate at now; it notices the pacer opening
+// and closing, for the slow start and the burst measure.
+func (p *Pacer) fleetRateLocked(now time.Time) float64 {
+	f := p.law.rate(p.view.Curve, now)
+	open := math.IsInf(f, 1)
+	if open && !p.open {
+		p.window = p.cfg.InitialWindow
+		p.slowStartAt = time.Time{}
+		p.successes = successRing{}
+		p.burstTaken = false
+	}
+	p.open = open
+	return f
+}
+
+// memberLocked is this replica's entry in the fleet record.
+func (p *Pacer) memberLocked(now time.Time) Member {
+	return Member{Seen: now, Limited: p.limited || len(p.queue) > 0, Burst: p.burst, BurstSpan: p.burstSpan, BurstAt: p.burstAt}
+}
+
+// applyEvent folds a throttle into st and reports whether it cut the rate.
+// now is the time of whoever applies it, for the membership.
+func (p *Pacer) applyEvent(st *FleetState, e event, now time.Time) bool {
+	if e.at.Before(st.Until) {
+		// Answered while the gate was closed: the call left before the
+		// throttle was known here, so it is the same throttle.
+		if e.until.After(st.Until) {
+			st.Until = e.until
+			if st.Curve.Mode != ModeOpen && st.Curve.From.Before(st.Until) {
+				st.Curve.From = st.Until
+			}
+		}
+		return false
+	}
+	alive := p.aliveMembers(st, now)
+	st.Curve = p.law.cut(st.Curve, e.at, e.until, burstOf(st, alive, e.at), allLimited(st, alive))
+	st.Until = e.until
+	return true
+}
+
+// burstMatch is how far a replica's burst measure may lie from a throttle
+// and still describe it.
+const burstMatch = 5 * time.Second
+
+// burstOf estimates the fleet's burst at a throttle answered at `at` from
+// the members' measures, scaled up for the members that did not report one.
+func burstOf(st *FleetState, alive []string, at time.Time) burst {
+	var b burst
+	n := 0
+	for _, id := range alive {
+		m := st.Members[id]
+		if !m.BurstAt.IsZero() && m.BurstAt.Sub(at).Abs() <= burstMatch {
+			b.calls += m.Burst
+			b.span = max(b.span, m.BurstSpan)
+			n++
+		}
+	}
+	if n > 0 {
+		b.calls *= float64(len(alive)) / float64(n)
+	}
+	return b
+}
+
+// allLimited reports whether every member was using its whole share.
+func allLimited(st *FleetState, alive []string) bool {
+	for _, id := range alive {
+		if !st.Members[id].Limited {
+			return false
+		}
+	}
+	return true
+}
+
+// aliveMembers lists the members of st within their lease at now, sorted
+// (sums over them must not depend on map order).
+func (p *Pacer) aliveMembers(st *FleetState, now time.Time) []string {
+	ids := make([]string, 0, len(st.Members))
+	for id, m := range st.Members {
+		if id == p.cfg.ReplicaID || now.Sub(m.Seen) <= p.cfg.MemberLease {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (p *Pacer) changedHook(rate float64, until time.Time) {
+	if p.cfg.OnChange != nil {
+		p.cfg.OnChange(rate, until)
+	}
+}
+
+// successRing counts successes per tenth of a second over the last second.
+type successRing struct {
+	slot [10]int64 // which tenth each count is for
+	n    [10]int
+}
+
+const tenth = int64(100 * time.Millisecond)
+
+func (r *successRing) add(t time.Time) {
+	k := t.UnixNano() / tenth
+	i := k % int64(len(r.n))
+	if r.slot[i] != k {
+		r.slot[i], r.n[i] = k, 0
+	}
+	r.n[i]++
+}
+
+func (r *successRing) sum(t time.Time) int {
+	k := t.UnixNano() / tenth
+	s := 0
+	for i, slot := range r.slot {
+		if slot > k-int64(len(r.n)) && slot <= k {
+			s += r.n[i]
+		}
+	}
+	return s
+}
