@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -113,6 +114,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	// replica from the fleet so its share is reclaimed at once.
 	pctx, stopPacers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPacers()
+	var pacersDone sync.WaitGroup
+	defer pacersDone.Wait() // before the broker closes: leaving the fleet needs the store
 	pacers := map[command.Type]*pacer.Pacer{}
 	for _, t := range command.Types() {
 		op := string(t)
@@ -123,7 +126,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 				m.SetThrottledUntil(op, max(time.Until(until).Seconds(), 0))
 			}})
 		pacers[t] = pc
-		go pc.Run(pctx)
+		pacersDone.Go(func() { pc.Run(pctx) })
 	}
 
 	// Two clocks of a drain: drain (SIGTERM) hands waiting work back at

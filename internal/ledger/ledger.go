@@ -163,7 +163,7 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 		if err != nil {
 			return 0, nil, err
 		}
-		d, take := decide(cur, id, replay, l.cfg.Owner, now)
+		d, take := decide(cur, id, replay, now)
 		if !take {
 			return d, &Claim{l: l, key: id.Key, rev: rev, Record: cur}, nil
 		}
@@ -187,7 +187,7 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 
 // decide says what a record found at the key means for the command id, and
 // whether the command should take the key over.
-func decide(cur Record, id Identity, replay bool, owner string, now time.Time) (Decision, bool) {
+func decide(cur Record, id Identity, replay bool, now time.Time) (Decision, bool) {
 	same := cur.SameCommand(id) || (cur.BodyHash != "" && cur.BodyHash == id.BodyHash)
 	switch cur.State {
 	case StateApplied:
@@ -204,7 +204,9 @@ func decide(cur Record, id Identity, replay bool, owner string, now time.Time) (
 		if !same {
 			return Conflict, false
 		}
-		if cur.Owner == "" || cur.Owner == owner || !now.Before(cur.LeaseUntil) {
+		// A live lease is never taken over, not even from this process:
+		// two deliveries of one command may be in flight here at once.
+		if cur.Owner == "" || !now.Before(cur.LeaseUntil) {
 			return Claimed, true
 		}
 		return Busy, false

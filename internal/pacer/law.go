@@ -196,10 +196,14 @@ func (l law) estimate(c Curve, at time.Time) (float64, bool) {
 		sent[i] = f * dt
 		hi = max(hi, f)
 	}
+	// Calls are whole: a call finds a token only while the level is at
+	// least one, so the bucket holds Burst-1 calls above the level at
+	// which the next one fails.
+	room := max(0, c.Burst-1)
 	drains := func(r float64) bool {
-		level := c.Burst
+		level := room
 		for _, s := range sent {
-			level = min(c.Burst, level+r*dt-s)
+			level = min(room, level+r*dt-s)
 			if level < 0 {
 				return true
 			}

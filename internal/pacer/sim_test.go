@@ -262,7 +262,7 @@ func (w tWriter) Write(b []byte) (int, error) {
 }
 
 func TestSimTrace(t *testing.T) {
-	sp := simParams{limit: 20, replicas: 1, concurrency: 16, latency: 4 * time.Millisecond,
+	sp := simParams{limit: 500, replicas: 1, concurrency: 16, latency: 4 * time.Millisecond,
 		duration: 3 * time.Second, syncEvery: 250 * time.Millisecond, syncDelay: 20 * time.Millisecond, seed: 1, log: true, trace: true}
 	simulate(t, sp)
 }

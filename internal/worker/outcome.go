@@ -183,6 +183,7 @@ func (j *job) done(outcome string) {
 		return
 	}
 	s := Settled{Type: j.typ, Outcome: outcome, Reason: j.reason, Description: j.description, Duration: d}
+	s.CommandID, s.Source = j.unparsedID, j.unparsedSource
 	if j.cmd != nil {
 		s.CommandID, s.Source = j.cmd.ID, j.cmd.Source
 	}

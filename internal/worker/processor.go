@@ -151,6 +151,8 @@ type job struct {
 	lease *ledger.RequestLease
 	// last Graph answer, for the dead letter.
 	reason, description string // of the dead letter, for OnSettled
+	unparsedID          string // what could be read of a command that did not parse
+	unparsedSource      string
 	lastErr             *graphops.Error
 	lastTransport       error
 	lastClientReqID     string
@@ -182,6 +184,7 @@ func (j *job) run() {
 			ce = &command.Error{Reason: command.ReasonInvalidMessage, Detail: err.Error(), Type: command.TypeUnknown}
 		}
 		j.setType(ce.Type)
+		j.unparsedID, j.unparsedSource = ce.ID, ce.Source
 		j.log = j.log.With("type", ce.Type, "command_id", ce.ID, "request_id", ce.RequestID)
 		j.rejectUnparsed(ce)
 		return
@@ -200,6 +203,7 @@ func (j *job) run() {
 	}
 
 	replay := j.m.Header(dlq.HeaderReplay) != ""
+	var busyWait time.Duration
 	for {
 		d, claim, err := p.Ledger.Begin(p.stop, identityOf(cmd), replay)
 		if err != nil {
@@ -218,16 +222,16 @@ func (j *job) run() {
 				cmd.Resume.StageInstanceID, claim.Record.ID, claim.Record.Source, claim.Record.State))
 			return
 		case ledger.Busy:
-			// Another live replica works on this very command (the broker
-			// redelivered it while that one waits): come back when its
-			// lease would have ended.
-			delay := claim.Record.LeaseUntil.Sub(p.Now()) + jitter(time.Second)
-			j.log.Info("busy: another replica holds the command", "until", claim.Record.LeaseUntil)
-			if !j.m.Last() {
-				j.handBack(delay, "command claimed by another replica")
+			// Another delivery of this command is being worked on (a
+			// redelivery or a duplicate publish): look again shortly, and
+			// hand back when that one holds it long.
+			remaining := claim.Record.LeaseUntil.Sub(p.Now())
+			busyWait = min(max(busyWait*2, 50*time.Millisecond), time.Second)
+			if p.Now().Sub(j.received)+busyWait > p.cfg.HandbackAfter && !j.m.Last() {
+				j.handBack(remaining+jitter(time.Second), "command claimed by another delivery")
 				return
 			}
-			if !j.wait(delay) {
+			if !j.wait(busyWait) {
 				return
 			}
 			continue
