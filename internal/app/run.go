@@ -50,7 +50,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return errors.New("WORKER_SOURCE: servicebus is not available in this build yet; use nats")
 	}
 	m := metrics.New()
-	var draining, started atomic.Bool
+	var draining, started, storeDown atomic.Bool
 
 	// Graph first: bad credentials or URL stop start-up before any message
 	// is touched.
@@ -83,6 +83,8 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 			return errors.New("starting")
 		case b.nc.Status() != nats.CONNECTED:
 			return errors.New("broker disconnected")
+		case storeDown.Load():
+			return errors.New("idempotency store unreachable")
 		}
 		return nil
 	}}, m, log)
@@ -104,6 +106,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 	defer closeStore()
+	if p, ok := store.(interface{ Ping(context.Context) error }); ok {
+		// The JetStream store shares the broker's connection; a separate
+		// store is probed so /readyz tells the truth about it.
+		go probe(ctx, p.Ping, &storeDown, log)
+	}
 	owner := replicaID()
 	led, err := ledger.New(store, ledger.Config{Owner: owner, Lease: cfg.LedgerLease, Observe: m.LedgerOp})
 	if err != nil {
@@ -241,7 +248,7 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*broker
 func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream) (ledger.Store, func(), error) {
 	switch cfg.LedgerStore {
 	case "redis":
-		s, err := redisstore.New(ctx, redisstore.Config{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, Retention: cfg.LedgerRetention})
+		s, err := redisstore.New(ctx, redisstore.Config{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, TLS: cfg.RedisTLS, Retention: cfg.LedgerRetention})
 		if err != nil {
 			return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
 		}
@@ -259,4 +266,24 @@ func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream) 
 func replicaID() string {
 	host, _ := os.Hostname()
 	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + strconv.FormatInt(time.Now().UnixNano()%1e6, 36)
+}
+
+// probe checks a dependency every few seconds and keeps the verdict for
+// /readyz, which must not do I/O per request.
+func probe(ctx context.Context, ping func(context.Context) error, down *atomic.Bool, log *slog.Logger) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := ping(pctx)
+		cancel()
+		if was := down.Swap(err != nil); was != (err != nil) {
+			log.Warn("idempotency store health changed", "reachable", err == nil, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -62,6 +62,7 @@ type Config struct {
 	RedisAddr       string
 	RedisPassword   string
 	RedisDB         int
+	RedisTLS        bool
 }
 
 // setting is one variable/flag.
@@ -145,6 +146,7 @@ func settings() []setting {
 		{"REDIS_ADDR", "Redis address of the ledger (LEDGER_STORE=redis)", "127.0.0.1:6379", false, str(func(c *Config) *string { return &c.RedisAddr })},
 		{"REDIS_PASSWORD", "Redis password", "", true, str(func(c *Config) *string { return &c.RedisPassword })},
 		{"REDIS_DB", "Redis database number", "0", false, num(func(c *Config) *int { return &c.RedisDB })},
+		{"REDIS_TLS", "connect to Redis over TLS (Azure Cache for Redis, port 6380)", "false", false, boolean(func(c *Config) *bool { return &c.RedisTLS })},
 	}
 }
 

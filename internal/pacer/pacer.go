@@ -259,14 +259,15 @@ type Pacer struct {
 	changed    chan struct{} // closed when waiters should look again
 
 	// The open phase.
-	open        bool
-	window      int       // slow start: calls allowed in flight
-	slowStartAt time.Time // first departure of the open phase
-	successes   successRing
-	burstTaken  bool // this open phase's burst is measured
-	burst       float64
-	burstSpan   float64 // seconds
-	burstAt     time.Time
+	open         bool
+	window       int       // slow start: calls allowed in flight
+	slowStartAt  time.Time // first departure of the open phase
+	successes    successRing
+	burstTaken   bool      // this open phase's burst is measured
+	firstSuccess time.Time // first success of the open phase
+	burst        float64
+	burstSpan    float64 // seconds
+	burstAt      time.Time
 
 	syncFailing bool
 }
@@ -317,6 +318,9 @@ func (p *Pacer) Succeeded() {
 	p.inflight = max(0, p.inflight-1)
 	if math.IsInf(p.fleetRateLocked(now), 1) {
 		p.successes.add(now)
+		if p.firstSuccess.IsZero() {
+			p.firstSuccess = now
+		}
 		if p.slowStartLocked(now) {
 			p.window++
 			p.signalLocked()
@@ -352,9 +356,11 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 		p.burstTaken = true
 		p.burst = float64(p.successes.sum(now))
 		p.burstAt = now
-		p.burstSpan = 1
-		if !p.slowStartAt.IsZero() {
-			p.burstSpan = min(1, now.Sub(p.slowStartAt).Seconds())
+		// The successes count Graph's refill while they were sent: from
+		// the first answer to this one (answers lag departures alike).
+		p.burstSpan = 0
+		if !p.firstSuccess.IsZero() {
+			p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
 		}
 	}
 	p.seq++
@@ -429,6 +435,7 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 		p.slowStartAt = time.Time{}
 		p.successes = successRing{}
 		p.burstTaken = false
+		p.firstSuccess = time.Time{}
 	}
 	p.open = open
 	return f

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -261,21 +262,47 @@ func (w tWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func TestSimTrace(t *testing.T) {
-	sp := simParams{limit: 500, replicas: 1, concurrency: 16, latency: 4 * time.Millisecond,
-		duration: 3 * time.Second, syncEvery: 250 * time.Millisecond, syncDelay: 20 * time.Millisecond, seed: 1, log: true, trace: true}
-	simulate(t, sp)
-}
-
 func TestSimulationTuning(t *testing.T) {
-	for _, limit := range []float64{20, 100, 500} {
-		for _, n := range []int{1, 3} {
-			sp := simParams{limit: limit, replicas: n, concurrency: 16, latency: 4 * time.Millisecond,
-				duration: 120 * time.Second, syncEvery: 250 * time.Millisecond, syncDelay: 20 * time.Millisecond, seed: 1, log: true}
-			r := simulate(t, sp)
-			t.Logf("R=%v N=%d applied/s=%.3fR 429s=%.2f%% (%d) early=%d", limit, n,
-				r.appliedRate(sp.duration)/limit, 100*r.throttledShare(), r.throttled, r.early)
-			t.Logf("  %s", strings.Join(r.perSecond, " "))
+	if os.Getenv("PACER_TUNE") == "" {
+		t.Skip("set PACER_TUNE=1 to explore the tuning")
+	}
+	type knob struct {
+		margin float64
+		hold   time.Duration
+		growth float64
+	}
+	var knobs []knob
+	for _, m := range []float64{0.02} {
+		for _, h := range []time.Duration{60 * time.Second} {
+			for _, g := range []float64{8} {
+				knobs = append(knobs, knob{m, h, g})
+			}
 		}
+	}
+	for _, k := range knobs {
+		worst, worst429 := 10.0, 0.0
+		var line []string
+		for _, lat := range []time.Duration{0, 4 * time.Millisecond, 30 * time.Millisecond} {
+			for _, limit := range []float64{20, 100, 500} {
+				for _, n := range []int{1, 3} {
+					for seed := range uint64(2) {
+						sp := simParams{limit: limit, replicas: n, concurrency: 16, latency: lat,
+							duration: 120 * time.Second, syncEvery: 250 * time.Millisecond, syncDelay: 20 * time.Millisecond, seed: seed,
+							config: func(c *pacer.Config) { c.Margin, c.HoldFor, c.RampGrowth = k.margin, k.hold, k.growth }}
+						r := simulate(t, sp)
+						a := r.appliedRate(sp.duration) / limit
+						if a < 0.94 || r.throttledShare() > 0.02 {
+							t.Logf("  bad: lat=%v R=%v n=%d seed=%d: %.3f %.2f%%", lat, limit, n, seed, a, 100*r.throttledShare())
+						}
+						worst = min(worst, a)
+						worst429 = max(worst429, r.throttledShare())
+						if seed == 0 && lat == 4*time.Millisecond {
+							line = append(line, fmt.Sprintf("%.3f", a))
+						}
+					}
+				}
+			}
+		}
+		t.Logf("margin=%v hold=%v growth=%v: worst applied %.3fR, worst 429s %.2f%% [%s]", k.margin, k.hold, k.growth, worst, 100*worst429, strings.Join(line, " "))
 	}
 }
