@@ -262,6 +262,16 @@ func (w tWriter) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
+func TestSimTrace(t *testing.T) {
+	if os.Getenv("PACER_TUNE") == "" {
+		t.Skip("set PACER_TUNE=1 to trace")
+	}
+	sp := simParams{limit: 500, replicas: 1, concurrency: 16, latency: 30 * time.Millisecond,
+		duration: 120 * time.Second, syncEvery: 250 * time.Millisecond, syncDelay: 20 * time.Millisecond, seed: 1, log: true}
+	r := simulate(t, sp)
+	t.Logf("%.3f %.2f%% %s", r.appliedRate(sp.duration)/sp.limit, 100*r.throttledShare(), strings.Join(r.perSecond, " "))
+}
+
 func TestSimulationTuning(t *testing.T) {
 	if os.Getenv("PACER_TUNE") == "" {
 		t.Skip("set PACER_TUNE=1 to explore the tuning")

@@ -333,7 +333,13 @@ func (j *job) execute() {
 		if j.claim.Record.Attempts > 1 {
 			p.Metrics.Retry(string(op))
 		}
-		result, err := j.call()
+		var (
+			result graphops.Result
+			err    error
+		)
+		// Leases are renewed during the call too: a slow call must not let
+		// another replica take the command over while it is in flight.
+		j.renewDuring(func() { result, err = j.call() })
 		j.log.Debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
 		if err == nil {
 			j.pacerOf(op).Succeeded()

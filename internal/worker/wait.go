@@ -87,6 +87,31 @@ func (j *job) keepAliveWhile(f func(ctx context.Context) error) bool {
 	return true
 }
 
+// renewDuring runs f (a Graph call, which must not be interrupted by a
+// drain) while renewing the job's leases. A failed renewal cannot stop the
+// call; it is logged, and settling copes with a claim taken over meanwhile.
+func (j *job) renewDuring(f func()) {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(j.p.cfg.KeepAliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				if err := j.renew(); err != nil {
+					j.log.Warn("lease renewal failed during a Graph call", "err", err)
+				}
+			}
+		}
+	})
+	f()
+	close(stop)
+	wg.Wait()
+}
+
 // renew extends every lease the job holds.
 func (j *job) renew() error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)

@@ -68,7 +68,7 @@ func run(t testing.TB, s *jetstream.Source, h consumer.Handler) (stop func() err
 		})
 		return err
 	}
-	t.Cleanup(func() { t0 := time.Now(); _ = stop(); t.Logf("stop took %s", time.Since(t0)) })
+	t.Cleanup(func() { _ = stop() })
 	return stop, ch
 }
 
