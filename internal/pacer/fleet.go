@@ -27,9 +27,11 @@ type FleetState struct {
 type Member struct {
 	// Seen is the replica's last sync; it counts for MemberLease after.
 	Seen time.Time `json:"seen"`
-	// Limited says the replica had calls waiting since its previous sync:
-	// it uses its whole share.
+	// Limited says the rate held one of the replica's calls back since its
+	// previous sync: it uses its whole share.
 	Limited bool `json:"limited,omitempty"`
+	// Sent is how many calls the replica sent in the second before Seen.
+	Sent float64 `json:"sent,omitempty"`
 	// Burst is how many calls Graph answered with success in the second
 	// before the replica's first throttle out of the open phase, at BurstAt.
 	// BurstSpan is how long those successes took, seconds (at most 1).

@@ -147,7 +147,6 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 	if math.IsInf(f, 1) {
 		at = p.view.Until
 		if !at.After(now) && p.slowStartLocked(now) && p.inflight >= p.window {
-			p.limited = true
 			return windowWait, false
 		}
 	} else {
@@ -164,12 +163,17 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 		at = p.law.advance(p.view.Curve, base, (phase+float64(k))*n)
 	}
 	if at.After(now) {
-		p.limited = true
+		if interval > 0 && !p.view.Until.After(now) {
+			// Held back by the rate itself, not by a gate: this replica
+			// uses its whole share.
+			p.limited = true
+		}
 		return at.Sub(now), false
 	}
 	p.dequeueLocked(r)
 	r.state = resTaken
 	p.inflight++
+	p.departures.add(now)
 	if interval > 0 {
 		// Keep the cadence when the caller is a little late; an idle
 		// process earns at most half an interval of credit (no bursts).

@@ -120,10 +120,11 @@ func (l law) advance(c Curve, from time.Time, calls float64) time.Time {
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // cut is the law after a throttle answered at `at` that closed the gate
-// until `until`. burst is the fleet's estimate of Graph's burst (used when
-// the throttle ends the open phase); trusted says every replica was using
-// its whole share, so that the fleet really sent at c's rate.
-func (l law) cut(c Curve, at, until time.Time, b burst, trusted bool) Curve {
+// until `until`. b is the fleet's measure of Graph's burst (used when the
+// throttle ends the open phase). caps holds, per member, the most it was
+// sending (+Inf for members the rate held back): the fleet sent at
+// sent(c, caps), which is c's rate only when every member used its share.
+func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 	f := l.rate(c, at)
 	if math.IsInf(f, 1) {
 		// Out of the open phase nothing is known but the burst: start
@@ -131,7 +132,8 @@ func (l law) cut(c Curve, at, until time.Time, b burst, trusted bool) Curve {
 		return Curve{Mode: ModeRamp, From: until, Rate: max(l.minRate, b.calls), Burst: b.calls, Span: b.span, Cut: at}
 	}
 	next := Curve{Mode: ModeHold, From: until, Burst: c.Burst, Cut: at}
-	est, ok := l.estimate(c, at)
+	sentAt := sent(f, caps)
+	est, ok := l.estimate(c, at, caps)
 	floor := l.minRate
 	if c.Mode == ModeRamp && ok {
 		// The burst was counted over Span seconds while Graph refilled:
@@ -139,7 +141,7 @@ func (l law) cut(c Curve, at, until time.Time, b burst, trusted bool) Curve {
 		// is short).
 		for range 2 {
 			c.Burst = min(max(1, next.Burst-est*c.Span), next.Burst)
-			if est, ok = l.estimate(c, at); !ok {
+			if est, ok = l.estimate(c, at, caps); !ok {
 				break
 			}
 		}
@@ -150,17 +152,32 @@ func (l law) cut(c Curve, at, until time.Time, b burst, trusted bool) Curve {
 		// throttle the model explains badly (Graph's bucket was not full
 		// when the gate opened, someone else spends it) costs no more
 		// than the classic answer. (A ramp overshoots by design.)
-		floor = max(floor, l.decrease*f)
+		floor = max(floor, l.decrease*sentAt)
 	}
-	if trusted && ok {
-		next.Limit = min(max(est, floor), f)
+	if ok {
+		next.Limit = min(max(est, floor), sentAt)
 		next.Rate = max(l.minRate, (1-l.margin)*next.Limit)
 		return next
 	}
-	// No estimate: classic multiplicative decrease.
-	next.Limit = f
-	next.Rate = max(l.minRate, l.decrease*f)
+	// No estimate: classic multiplicative decrease, from what the fleet
+	// really sent.
+	next.Limit = sentAt
+	next.Rate = max(l.minRate, l.decrease*sentAt)
 	return next
+}
+
+// sent is the fleet's sending rate when the law allows f: each of the
+// members sends its share of f, or what it can when that is less.
+func sent(f float64, caps []float64) float64 {
+	if len(caps) == 0 {
+		return f
+	}
+	share := f / float64(len(caps))
+	s := 0.0
+	for _, c := range caps {
+		s += min(share, c)
+	}
+	return s
 }
 
 // burst is Graph's burst as the replicas measured it out of the open phase:
@@ -180,20 +197,21 @@ const estimateSteps = 2000
 // drained by c's rate runs dry exactly then. This is what makes a throttle
 // informative: a fleet that creeps over the limit learns it to within a few
 // percent and can sit just under it instead of sawing up and down.
-func (l law) estimate(c Curve, at time.Time) (float64, bool) {
+func (l law) estimate(c Curve, at time.Time, caps []float64) (float64, bool) {
 	span := at.Sub(c.From)
 	if span <= 0 || c.Burst <= 0 {
 		return 0, false
 	}
 	dt := span.Seconds() / estimateSteps
-	sent := make([]float64, estimateSteps)
+	out := make([]float64, estimateSteps)
 	hi := 0.0
-	for i := range sent {
+	for i := range out {
 		f := l.rate(c, c.From.Add(time.Duration((float64(i)+0.5)*dt*float64(time.Second))))
 		if math.IsInf(f, 1) {
 			return 0, false
 		}
-		sent[i] = f * dt
+		f = sent(f, caps)
+		out[i] = f * dt
 		hi = max(hi, f)
 	}
 	// Calls are whole: a call finds a token only while the level is at
@@ -202,7 +220,7 @@ func (l law) estimate(c Curve, at time.Time) (float64, bool) {
 	room := max(0, c.Burst-1)
 	drains := func(r float64) bool {
 		level := room
-		for _, s := range sent {
+		for _, s := range out {
 			level = min(room, level+r*dt-s)
 			if level < 0 {
 				return true

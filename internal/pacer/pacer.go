@@ -254,7 +254,8 @@ type Pacer struct {
 	queue      []*Reservation
 	prev       time.Time // slot of the last departure
 	gateJitter float64   // in [0, 1), drawn when the gate moves
-	limited    bool      // a call had to wait since the last sync
+	limited    bool      // the rate held a call back since the last sync
+	departures ring      // calls that left, over the last second
 	inflight   int
 	changed    chan struct{} // closed when waiters should look again
 
@@ -262,7 +263,7 @@ type Pacer struct {
 	open         bool
 	window       int       // slow start: calls allowed in flight
 	slowStartAt  time.Time // first departure of the open phase
-	successes    successRing
+	successes    ring
 	burstTaken   bool      // this open phase's burst is measured
 	firstSuccess time.Time // first success of the open phase
 	burst        float64
@@ -433,7 +434,7 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 	if open && !p.open {
 		p.window = p.cfg.InitialWindow
 		p.slowStartAt = time.Time{}
-		p.successes = successRing{}
+		p.successes = ring{}
 		p.burstTaken = false
 		p.firstSuccess = time.Time{}
 	}
@@ -443,7 +444,8 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 
 // memberLocked is this replica's entry in the fleet record.
 func (p *Pacer) memberLocked(now time.Time) Member {
-	return Member{Seen: now, Limited: p.limited || len(p.queue) > 0, Burst: p.burst, BurstSpan: p.burstSpan, BurstAt: p.burstAt}
+	return Member{Seen: now, Limited: p.limited, Sent: float64(p.departures.sum(now)),
+		Burst: p.burst, BurstSpan: p.burstSpan, BurstAt: p.burstAt}
 }
 
 // applyEvent folds a throttle into st and reports whether it cut the rate.
@@ -461,9 +463,23 @@ func (p *Pacer) applyEvent(st *FleetState, e event, now time.Time) bool {
 		return false
 	}
 	alive := p.aliveMembers(st, now)
-	st.Curve = p.law.cut(st.Curve, e.at, e.until, burstOf(st, alive, e.at), allLimited(st, alive))
+	st.Curve = p.law.cut(st.Curve, e.at, e.until, burstOf(st, alive, e.at), capsOf(st, alive))
 	st.Until = e.until
 	return true
+}
+
+// capsOf is what each member could send, calls/s: unbounded for a member
+// the rate held back, what it sent over the last second for the others
+// (they are held back by their own demand or concurrency, not by the rate).
+func capsOf(st *FleetState, alive []string) []float64 {
+	caps := make([]float64, len(alive))
+	for i, id := range alive {
+		caps[i] = math.Inf(1)
+		if m := st.Members[id]; !m.Limited {
+			caps[i] = m.Sent
+		}
+	}
+	return caps
 }
 
 // burstMatch is how far a replica's burst measure may lie from a throttle
@@ -489,16 +505,6 @@ func burstOf(st *FleetState, alive []string, at time.Time) burst {
 	return b
 }
 
-// allLimited reports whether every member was using its whole share.
-func allLimited(st *FleetState, alive []string) bool {
-	for _, id := range alive {
-		if !st.Members[id].Limited {
-			return false
-		}
-	}
-	return true
-}
-
 // aliveMembers lists the members of st within their lease at now, sorted
 // (sums over them must not depend on map order).
 func (p *Pacer) aliveMembers(st *FleetState, now time.Time) []string {
@@ -518,15 +524,15 @@ func (p *Pacer) changedHook(rate float64, until time.Time) {
 	}
 }
 
-// successRing counts successes per tenth of a second over the last second.
-type successRing struct {
+// ring counts events per tenth of a second over the last second.
+type ring struct {
 	slot [10]int64 // which tenth each count is for
 	n    [10]int
 }
 
 const tenth = int64(100 * time.Millisecond)
 
-func (r *successRing) add(t time.Time) {
+func (r *ring) add(t time.Time) {
 	k := t.UnixNano() / tenth
 	i := k % int64(len(r.n))
 	if r.slot[i] != k {
@@ -535,7 +541,7 @@ func (r *successRing) add(t time.Time) {
 	r.n[i]++
 }
 
-func (r *successRing) sum(t time.Time) int {
+func (r *ring) sum(t time.Time) int {
 	k := t.UnixNano() / tenth
 	s := 0
 	for i, slot := range r.slot {

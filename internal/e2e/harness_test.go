@@ -1,0 +1,566 @@
+package e2e_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/graphops/worker/internal/dlq"
+	"github.com/graphops/worker/internal/graphsim"
+	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/natsembed/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The broker names and Graph token every test uses (SPEC §4 defaults).
+const (
+	testToken    = "e2e-token-7d41"
+	streamName   = "GRAPHOPS"
+	consumerName = "graphops-worker"
+	ledgerBucket = "GRAPHOPS_LEDGER"
+	roleSource   = "urn:e2e:pim-review"
+	resumeSource = "urn:e2e:sod-check"
+	privAccessID = "azureResources"
+)
+
+// cluster is one test's world: an embedded JetStream and the Graph
+// simulator, both in this process on loopback, and the worker processes
+// started against them.
+type cluster struct {
+	t    *testing.T
+	js   jetstream.JetStream
+	sim  *graphsim.Sim
+	base map[string]string // environment of every worker
+}
+
+// newCluster starts JetStream and the simulator (with simCfg and the test
+// token). env adds to or overrides the workers' environment.
+func newCluster(t *testing.T, simCfg graphsim.Config, env map[string]string) *cluster {
+	t.Helper()
+	if workerBin == "" {
+		t.Skip("process-level integration test: skipped under -short")
+	}
+	srv := natstest.Server(t)
+	_, js := natstest.Connect(t, srv.URL())
+	simCfg.Token = testToken
+	sim := graphsim.New(simCfg)
+	simURL, err := sim.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sim.Close() })
+	base := map[string]string{
+		"NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": testToken,
+		"LOG_LEVEL": "debug", "GRAPH_TIMEOUT": "5s", "SHUTDOWN_GRACE": "3s",
+		"RETRY_INITIAL_INTERVAL": "50ms", "RETRY_MAX_INTERVAL": "200ms",
+	}
+	maps.Copy(base, env)
+	return &cluster{t: t, js: js, sim: sim, base: base}
+}
+
+// proc is one worker process.
+type proc struct {
+	t      *testing.T
+	name   string
+	admin  string // host:port of /metrics, /readyz
+	cmd    *exec.Cmd
+	out    *logBuffer // stdout and stderr: the JSON logs
+	exited chan struct{}
+	state  *os.ProcessState // set before exited is closed
+}
+
+// start starts a worker and waits until it is ready.
+func (c *cluster) start(name string, env map[string]string) *proc {
+	c.t.Helper()
+	p := c.spawn(name, env)
+	p.waitReady(30 * time.Second)
+	return p
+}
+
+// spawn starts `worker run` with the cluster's environment plus env, on a
+// free admin port. The process is killed when the test ends, and its output
+// is logged if the test failed.
+func (c *cluster) spawn(name string, env map[string]string) *proc {
+	t := c.t
+	t.Helper()
+	all := maps.Clone(c.base)
+	maps.Copy(all, env)
+	if all["ADMIN_ADDR"] == "" {
+		all["ADMIN_ADDR"] = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	}
+	dir := t.TempDir()
+	p := &proc{t: t, name: name, admin: all["ADMIN_ADDR"], out: &logBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.Command(workerBin, "run")
+	p.cmd.Dir = dir
+	// A clean environment: nothing of the test's own (a stray
+	// GRAPHOPS_CRASH_AT, NATS_URL…) leaks into the worker.
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "TMPDIR=" + os.TempDir(), "WORKER_DATA_DIR=" + dir}
+	for k, v := range all {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("%s: start worker: %v", name, err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = p.cmd.Process.Kill()
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: still running 10s after SIGKILL", name)
+		}
+		if t.Failed() {
+			t.Logf("--- %s (pid %d, %s) output ---\n%s", name, p.cmd.Process.Pid, p.describeExit(), p.out.tail(512<<10))
+		}
+	})
+	return p
+}
+
+// waitReady polls /readyz until it answers 200.
+func (p *proc) waitReady(within time.Duration) {
+	p.t.Helper()
+	client := &http.Client{Timeout: time.Second}
+	eventually(p.t, within, p.name+": /readyz answers 200", func() (bool, string) {
+		select {
+		case <-p.exited:
+			p.t.Fatalf("%s exited before it was ready (%s):\n%s", p.name, p.describeExit(), p.out.tail(16<<10))
+		default:
+		}
+		resp, err := client.Get("http://" + p.admin + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+}
+
+// waitExit waits for the process to end and returns how it ended.
+func (p *proc) waitExit(within time.Duration) *os.ProcessState {
+	p.t.Helper()
+	select {
+	case <-p.exited:
+		return p.state
+	case <-time.After(within):
+		p.t.Fatalf("%s did not exit within %s", p.name, within)
+		return nil
+	}
+}
+
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("%s: signal %v: %v", p.name, sig, err)
+	}
+}
+
+func (p *proc) describeExit() string {
+	select {
+	case <-p.exited:
+		return p.state.String()
+	default:
+		return "running"
+	}
+}
+
+// killedBySIGKILL reports that the process died of SIGKILL, as the crash
+// points do.
+func killedBySIGKILL(st *os.ProcessState) bool {
+	ws, ok := st.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL
+}
+
+// logEntries returns the JSON log records whose msg is msg.
+func (p *proc) logEntries(msg string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(p.out.String()))
+	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// metrics scrapes the process's /metrics.
+func (p *proc) metrics() (samples, error) {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	return parseMetrics(string(b)), nil
+}
+
+// mustMetrics is metrics, failing the test on error.
+func (p *proc) mustMetrics() samples {
+	p.t.Helper()
+	m, err := p.metrics()
+	if err != nil {
+		p.t.Fatalf("%s: %v", p.name, err)
+	}
+	return m
+}
+
+// publish publishes a command on graphops.commands.<short type>.
+func (c *cluster) publish(data []byte) {
+	c.t.Helper()
+	subject := "graphops.commands.role_request_update"
+	if bytes.Contains(data, []byte(`"graphops.accessPackageAssignmentRequest.resume"`)) {
+		subject = "graphops.commands.resume"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}); err != nil {
+		c.t.Fatalf("publish: %v", err)
+	}
+}
+
+func (c *cluster) consumerInfo() (*jetstream.ConsumerInfo, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := c.js.Consumer(ctx, streamName, consumerName)
+	if err != nil {
+		return nil, err
+	}
+	return cons.Info(ctx)
+}
+
+// waitAcked waits until the durable consumer has delivered and seen
+// acknowledged every message of the stream.
+func (c *cluster) waitAcked(within time.Duration) {
+	c.t.Helper()
+	eventually(c.t, within, "consumer "+consumerName+" with nothing pending and nothing awaiting ack", func() (bool, string) {
+		ci, err := c.consumerInfo()
+		if err != nil {
+			return false, err.Error()
+		}
+		return ci.NumPending == 0 && ci.NumAckPending == 0, consumerState(ci)
+	})
+}
+
+func consumerState(ci *jetstream.ConsumerInfo) string {
+	return fmt.Sprintf("pending %d, ack pending %d, redelivered %d, acked up to stream seq %d",
+		ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.AckFloor.Stream)
+}
+
+// ledgerRecord reads the ledger record of key (see ledger.KeyOf).
+func (c *cluster) ledgerRecord(key string) (ledger.Record, bool) {
+	c.t.Helper()
+	raw, ok := c.ledgerRaw(key)
+	if !ok {
+		return ledger.Record{}, false
+	}
+	var r ledger.Record
+	if err := json.Unmarshal(raw, &r); err != nil {
+		c.t.Fatalf("ledger %s: %v", key, err)
+	}
+	return r, true
+}
+
+func (c *cluster) ledgerRaw(key string) ([]byte, bool) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	kv, err := c.js.KeyValue(ctx, ledgerBucket)
+	if err != nil {
+		c.t.Fatalf("ledger bucket: %v", err)
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false
+	}
+	if err != nil {
+		c.t.Fatalf("ledger %s: %v", key, err)
+	}
+	return e.Value(), true
+}
+
+func (c *cluster) deadLetters() []dlq.Entry {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := dlq.New(ctx, c.js, dlq.Config{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []dlq.Entry
+	if err := s.List(ctx, func(e dlq.Entry) error { out = append(out, e); return nil }); err != nil {
+		c.t.Fatal(err)
+	}
+	return out
+}
+
+// Ledger keys, as the worker derives them (internal/worker/identity.go): a
+// resume by its callout instance, a role request update by source + id, a
+// request lease by the lower-cased request id.
+func calloutKey(arid, iid string) string {
+	return ledger.KeyOf("callout", strings.ToLower(arid), strings.ToLower(iid))
+}
+func commandKey(source, id string) string { return ledger.KeyOf("cmd", source, id) }
+func leaseKey(requestID string) string    { return ledger.KeyOf("lease", strings.ToLower(requestID)) }
+
+// eventually polls check until it reports true, and fails the test with
+// what and the last status when within has passed.
+func eventually(t *testing.T, within time.Duration, what string, check func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ok, status := check()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s; last seen: %s", what, within, status)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// logBuffer collects a process's output.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// tail is the last n bytes, from a line start.
+func (b *logBuffer) tail(n int) string {
+	s := b.String()
+	if len(s) <= n {
+		return s
+	}
+	s = s[len(s)-n:]
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return "[…]\n" + s
+}
+
+// Commands (SPEC §2).
+
+func q(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// resumeCmd is a resume at stage assignmentRequestCreated; deny adds
+// "state":"Denied".
+func resumeCmd(id, arid, iid, detail string, deny bool) []byte {
+	state := ""
+	if deny {
+		state = `,"state":"Denied"`
+	}
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":%s,"source":%s,"type":"graphops.accessPackageAssignmentRequest.resume",`+
+		`"data":{"accessPackageAssignmentRequestId":%s,"body":{"source":"Contoso.SodCheckProcess",`+
+		`"type":"microsoft.graph.accessPackageCustomExtensionStage.assignmentRequestCreated",`+
+		`"data":{"@odata.type":"microsoft.graph.accessPackageAssignmentRequestCallbackData","stage":"assignmentRequestCreated",`+
+		`"customExtensionStageInstanceId":%s,"customExtensionStageInstanceDetail":%s%s}}}}`,
+		q(id), q(resumeSource), q(arid), q(iid), q(detail), state)
+}
+
+// resumeCmdReordered is resumeCmd(…, false) under another id, written with
+// its members in another order and other white space: a JSON-equal body
+// that is not byte-equal.
+func resumeCmdReordered(id, arid, iid, detail string) []byte {
+	return fmt.Appendf(nil, `{ "data": { "body": { "data": { "customExtensionStageInstanceDetail": %s, `+
+		`"customExtensionStageInstanceId": %s, "stage": "assignmentRequestCreated", `+
+		`"@odata.type": "microsoft.graph.accessPackageAssignmentRequestCallbackData" }, `+
+		`"type": "microsoft.graph.accessPackageCustomExtensionStage.assignmentRequestCreated", "source": "Contoso.SodCheckProcess" }, `+
+		`"accessPackageAssignmentRequestId": %s }, "type": "graphops.accessPackageAssignmentRequest.resume", `+
+		`"source": %s, "id": %s, "specversion": "1.0" }`,
+		q(detail), q(iid), q(arid), q(resumeSource), q(id))
+}
+
+// roleCmd is a role request update whose body's reason is the command id,
+// so that the simulator's calls can be counted per command.
+func roleCmd(id, rid string) []byte {
+	return fmt.Appendf(nil, `{"specversion":"1.0","id":%s,"source":%s,"type":"graphops.governanceRoleAssignmentRequest.update",`+
+		`"data":{"privilegedAccessId":%s,"governanceRoleAssignmentRequestId":%s,`+
+		`"body":{"reason":%s,"schedule":{"type":"Once","endDateTime":"2027-12-31T00:00:00Z"}}}}`,
+		q(id), q(roleSource), q(privAccessID), q(rid), q(id))
+}
+
+// The simulator's call log, read per command.
+
+// resumePosts counts the resume POSTs per callout instance
+// ("arid/iid", lower-cased) that named it in a complete body.
+func resumePosts(calls []graphsim.Call) map[string]int {
+	out := map[string]int{}
+	for _, c := range calls {
+		if c.Operation != graphsim.OpResume {
+			continue
+		}
+		var b struct {
+			Data struct {
+				InstanceID string `json:"customExtensionStageInstanceId"`
+			} `json:"data"`
+		}
+		if json.Unmarshal(c.Body, &b) == nil && b.Data.InstanceID != "" {
+			out[strings.ToLower(c.RequestID+"/"+b.Data.InstanceID)]++
+		}
+	}
+	return out
+}
+
+// patchesByReason returns the PATCH bodies per body reason (the command id).
+func patchesByReason(calls []graphsim.Call) map[string][][]byte {
+	out := map[string][][]byte{}
+	for _, c := range calls {
+		if c.Operation != graphsim.OpRoleRequestUpdate {
+			continue
+		}
+		var b struct {
+			Reason string `json:"reason"`
+		}
+		if json.Unmarshal(c.Body, &b) == nil {
+			out[b.Reason] = append(out[b.Reason], c.Body)
+		}
+	}
+	return out
+}
+
+func callsOf(calls []graphsim.Call, op string) []graphsim.Call {
+	var out []graphsim.Call
+	for _, c := range calls {
+		if c.Operation == op {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Prometheus text format, the little the tests need.
+
+type sample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+type samples []sample
+
+var labelRE = regexp.MustCompile(`(\w+)="((?:[^"\\]|\\.)*)"`)
+
+func parseMetrics(text string) samples {
+	var out samples
+	for line := range strings.SplitSeq(text, "\n") {
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
+		if err != nil {
+			continue
+		}
+		s := sample{name: line[:sp], labels: map[string]string{}, value: v}
+		if i := strings.IndexByte(s.name, '{'); i >= 0 {
+			for _, m := range labelRE.FindAllStringSubmatch(s.name[i:], -1) {
+				s.labels[m[1]] = m[2]
+			}
+			s.name = s.name[:i]
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// sum adds the samples of name whose labels include want.
+func (ss samples) sum(name string, want map[string]string) float64 {
+	total := 0.0
+	for _, s := range ss {
+		if s.name != name {
+			continue
+		}
+		match := true
+		for k, v := range want {
+			if s.labels[k] != v {
+				match = false
+				break
+			}
+		}
+		if match {
+			total += s.value
+		}
+	}
+	return total
+}
+
+// outcomes is graphops_commands_total by "type/outcome".
+func (ss samples) outcomes() map[string]int {
+	out := map[string]int{}
+	for _, s := range ss {
+		if s.name == "graphops_commands_total" && s.value != 0 {
+			out[s.labels["type"]+"/"+s.labels["outcome"]] += int(s.value)
+		}
+	}
+	return out
+}
+
+func total(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
