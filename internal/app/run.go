@@ -168,6 +168,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	src, err := jsconsumer.New(ctx, b.js, jsconsumer.Config{
 		Stream: cfg.Stream, Subjects: cfg.SubjectList(), Durable: durable, AckWait: cfg.AckWait,
 		MaxDeliver: cfg.MaxDeliver, Concurrency: cfg.Concurrency, StreamMaxAge: cfg.StreamMaxAge, Replicas: cfg.JSReplicas,
+		// The ledger, not the ack, is the authority: a lost ack only makes
+		// a redelivery that settles as a duplicate. So acks need not wait.
+		AckAsync: true,
 	}, log)
 	if err != nil {
 		return fmt.Errorf("NATS_STREAM: %w", err)

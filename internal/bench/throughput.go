@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -87,12 +88,12 @@ type ThroughputConfig struct {
 // Validate fills zero fields with their defaults and reports the first
 // invalid field.
 func (c *ThroughputConfig) Validate() error {
-	c.Commands = cmpOr(c.Commands, DefaultCommands)
-	c.Rounds = cmpOr(c.Rounds, DefaultRounds)
-	c.Concurrency = cmpOr(c.Concurrency, DefaultWorkerConcurrency)
-	c.LedgerStore = cmpOr(c.LedgerStore, "jetstream")
-	c.RedisAddr = cmpOr(c.RedisAddr, "127.0.0.1:6379")
-	c.RoundDeadline = cmpOr(c.RoundDeadline, DefaultThroughputDeadline)
+	c.Commands = cmp.Or(c.Commands, DefaultCommands)
+	c.Rounds = cmp.Or(c.Rounds, DefaultRounds)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultWorkerConcurrency)
+	c.LedgerStore = cmp.Or(c.LedgerStore, "jetstream")
+	c.RedisAddr = cmp.Or(c.RedisAddr, "127.0.0.1:6379")
+	c.RoundDeadline = cmp.Or(c.RoundDeadline, DefaultThroughputDeadline)
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -598,12 +599,3 @@ func loopResult(durations []time.Duration, elapsed time.Duration) LoopResult {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// cmpOr is cmp.Or for the harness's zero-means-default fields.
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}

@@ -27,8 +27,8 @@ type FleetState struct {
 type Member struct {
 	// Seen is the replica's last sync; it counts for MemberLease after.
 	Seen time.Time `json:"seen"`
-	// Limited says the rate held one of the replica's calls back since its
-	// previous sync: it uses its whole share.
+	// Limited says the rate held one of the replica's calls back in the
+	// second before Seen: it uses its whole share.
 	Limited bool `json:"limited,omitempty"`
 	// Sent is how many calls the replica sent in the second before Seen.
 	Sent float64 `json:"sent,omitempty"`
@@ -234,7 +234,6 @@ func (p *Pacer) adoptLocked(st FleetState, rep report) {
 	alive := p.aliveMembers(&p.view, now)
 	p.members = max(1, len(alive))
 	p.rank = max(0, slices.Index(alive, p.cfg.ReplicaID))
-	p.limited = false
 	p.signalLocked()
 }
 

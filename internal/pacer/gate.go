@@ -28,6 +28,10 @@ const (
 	slowStartMax = 10 * time.Second
 )
 
+// maxFlight bounds the departures remembered for outcomes to come; a
+// caller that loses outcomes cannot grow it.
+const maxFlight = 4096
+
 type resState uint8
 
 const (
@@ -120,7 +124,9 @@ func (r *Reservation) Cancel() {
 	case resWaiting:
 		p.dequeueLocked(r)
 	case resTaken:
-		p.inflight = max(0, p.inflight-1)
+		if n := len(p.flight); n > 0 {
+			p.flight = p.flight[:n-1]
+		}
 	default:
 		return
 	}
@@ -146,7 +152,7 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 	var interval time.Duration
 	if math.IsInf(f, 1) {
 		at = p.view.Until
-		if !at.After(now) && p.slowStartLocked(now) && p.inflight >= p.window {
+		if !at.After(now) && p.slowStartLocked(now) && len(p.flight) >= p.window {
 			return windowWait, false
 		}
 	} else {
@@ -166,13 +172,16 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 		if interval > 0 && !p.view.Until.After(now) {
 			// Held back by the rate itself, not by a gate: this replica
 			// uses its whole share.
-			p.limited = true
+			p.limitedAt = now
 		}
 		return at.Sub(now), false
 	}
 	p.dequeueLocked(r)
 	r.state = resTaken
-	p.inflight++
+	p.flight = append(p.flight, now)
+	if len(p.flight) > maxFlight {
+		p.flight = slices.Delete(p.flight, 0, len(p.flight)-maxFlight)
+	}
 	p.departures.add(now)
 	if interval > 0 {
 		// Keep the cadence when the caller is a little late; an idle

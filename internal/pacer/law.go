@@ -135,14 +135,17 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 	sentAt := sent(f, caps)
 	est, ok := l.estimate(c, at, caps)
 	floor := l.minRate
-	if c.Mode == ModeRamp && ok {
-		// The burst was counted over Span seconds while Graph refilled:
-		// take the refill out and estimate again (twice is enough, Span
-		// is short).
-		for range 2 {
-			c.Burst = min(max(1, next.Burst-est*c.Span), next.Burst)
-			if est, ok = l.estimate(c, at, caps); !ok {
-				break
+	if c.Mode == ModeRamp {
+		c.Burst = burstGuess(c)
+		if est, ok = l.estimate(c, at, caps); ok && c.Span <= burstSpan {
+			// The burst was counted over Span seconds while Graph
+			// refilled: take the refill out and estimate again (twice
+			// is enough, Span is short).
+			for range 2 {
+				c.Burst = min(max(1, next.Burst-est*c.Span), next.Burst)
+				if est, ok = l.estimate(c, at, caps); !ok {
+					break
+				}
 			}
 		}
 		next.Burst = c.Burst
@@ -164,6 +167,21 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 	next.Limit = sentAt
 	next.Rate = max(l.minRate, l.decrease*sentAt)
 	return next
+}
+
+// burstSpan is the longest a burst measure may take and still count as a
+// burst: successes spread over longer show a rate, not a burst.
+const burstSpan = 0.25
+
+// burstGuess is the burst of a ramp curve: what the open phase measured
+// when it was a burst; otherwise a tenth of a second of the rate then seen.
+// (Graph's bucket is not published; a tenth of a second is the stand-in's,
+// and the rate law corrects the limit at later throttles anyway.)
+func burstGuess(c Curve) float64 {
+	if c.Span <= burstSpan {
+		return c.Burst
+	}
+	return max(1, c.Burst/c.Span/10)
 }
 
 // sent is the fleet's sending rate when the law allows f: each of the

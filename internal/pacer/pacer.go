@@ -254,9 +254,10 @@ type Pacer struct {
 	queue      []*Reservation
 	prev       time.Time // slot of the last departure
 	gateJitter float64   // in [0, 1), drawn when the gate moves
-	limited    bool      // the rate held a call back since the last sync
+	limitedAt  time.Time // the rate last held a call back
 	departures ring      // calls that left, over the last second
-	inflight   int
+	flight     []time.Time   // departures awaiting their outcome, oldest first
+	latency    time.Duration // smoothed time from departure to outcome
 	changed    chan struct{} // closed when waiters should look again
 
 	// The open phase.
@@ -273,10 +274,14 @@ type Pacer struct {
 	syncFailing bool
 }
 
-// event is a throttle: answered at `at`, gate closed until `until`.
+// event is a throttle: answered at `at`, gate closed until `until`. The
+// call left about `sent` (one latency earlier): that is when the fleet had
+// sent enough to run Graph's bucket dry. self is the replica's own entry
+// then (whether it used its share, what it sent).
 type event struct {
-	seq       uint64
-	at, until time.Time
+	seq             uint64
+	at, sent, until time.Time
+	self            Member
 }
 
 // maxEvents bounds the throttles kept for the fleet while the store is
@@ -316,7 +321,7 @@ func (p *Pacer) Succeeded() {
 	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.inflight = max(0, p.inflight-1)
+	p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) {
 		p.successes.add(now)
 		if p.firstSuccess.IsZero() {
@@ -334,7 +339,7 @@ func (p *Pacer) Succeeded() {
 func (p *Pacer) Failed() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.inflight = max(0, p.inflight-1)
+	p.landLocked(p.clock.Now())
 	if p.open && p.slowStartLocked(p.clock.Now()) {
 		p.signalLocked()
 	}
@@ -352,7 +357,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	}
 	now := p.clock.Now()
 	p.mu.Lock()
-	p.inflight = max(0, p.inflight-1)
+	p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) && !p.burstTaken {
 		p.burstTaken = true
 		p.burst = float64(p.successes.sum(now))
@@ -365,7 +370,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 		}
 	}
 	p.seq++
-	e := event{seq: p.seq, at: now, until: now.Add(retryAfter)}
+	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter), self: p.memberLocked(now)}
 	p.events = append(p.events, e)
 	if len(p.events) > maxEvents {
 		p.events = slices.Delete(p.events, 0, len(p.events)-maxEvents)
@@ -373,7 +378,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	if p.view.Members == nil {
 		p.view.Members = map[string]Member{}
 	}
-	p.view.Members[p.cfg.ReplicaID] = p.memberLocked(now)
+	p.view.Members[p.cfg.ReplicaID] = e.self
 	before := p.view
 	cut := p.applyEvent(&p.view, e, now)
 	if p.view.Until.After(before.Until) {
@@ -442,9 +447,24 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 	return f
 }
 
+// landLocked notes an outcome at now: the oldest call in flight landed
+// (outcomes come back about in departure order), a latency sample.
+func (p *Pacer) landLocked(now time.Time) {
+	if len(p.flight) == 0 {
+		return
+	}
+	d := now.Sub(p.flight[0])
+	p.flight = p.flight[1:]
+	if p.latency == 0 {
+		p.latency = d
+	} else {
+		p.latency += (d - p.latency) / 8
+	}
+}
+
 // memberLocked is this replica's entry in the fleet record.
 func (p *Pacer) memberLocked(now time.Time) Member {
-	return Member{Seen: now, Limited: p.limited, Sent: float64(p.departures.sum(now)),
+	return Member{Seen: now, Limited: now.Sub(p.limitedAt) <= time.Second, Sent: float64(p.departures.sum(now)),
 		Burst: p.burst, BurstSpan: p.burstSpan, BurstAt: p.burstAt}
 }
 
@@ -463,7 +483,12 @@ func (p *Pacer) applyEvent(st *FleetState, e event, now time.Time) bool {
 		return false
 	}
 	alive := p.aliveMembers(st, now)
-	st.Curve = p.law.cut(st.Curve, e.at, e.until, burstOf(st, alive, e.at), capsOf(st, alive))
+	drained := e.sent
+	if drained.Before(st.Curve.From) {
+		drained = st.Curve.From
+	}
+	st.Curve = p.law.cut(st.Curve, drained, e.until, burstOf(st, alive, e.at), p.capsOf(st, alive, e.self))
+	st.Curve.Cut = e.at
 	st.Until = e.until
 	return true
 }
@@ -471,11 +496,16 @@ func (p *Pacer) applyEvent(st *FleetState, e event, now time.Time) bool {
 // capsOf is what each member could send, calls/s: unbounded for a member
 // the rate held back, what it sent over the last second for the others
 // (they are held back by their own demand or concurrency, not by the rate).
-func capsOf(st *FleetState, alive []string) []float64 {
+// This replica is taken as it was at the throttle (self).
+func (p *Pacer) capsOf(st *FleetState, alive []string, self Member) []float64 {
 	caps := make([]float64, len(alive))
 	for i, id := range alive {
+		m := st.Members[id]
+		if id == p.cfg.ReplicaID {
+			m = self
+		}
 		caps[i] = math.Inf(1)
-		if m := st.Members[id]; !m.Limited {
+		if !m.Limited {
 			caps[i] = m.Sent
 		}
 	}

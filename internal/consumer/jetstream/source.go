@@ -85,10 +85,15 @@ func (s *Source) Ready() bool {
 // than there are free handlers, so a message never waits in this process
 // with its AckWait clock running.
 //
+// A handler's slot is free again when it returns; a message it left
+// unsettled stays pending on the server until AckWait.
+//
 // When ctx is done Run stops pulling, hands back at once what was pulled but
-// not yet given to a handler, waits for the running handlers to return and
-// returns nil. Broker errors are logged and retried with backoff; Run returns
-// an error only when the connection is closed for good.
+// not yet given to a handler (except a last delivery, which is handled: the
+// server would drop it), waits for the running handlers to return and returns
+// nil. Cancel ctx before draining or closing the connection. Broker errors are
+// logged and retried with backoff, and a deleted consumer is recreated; Run
+// returns an error only when the connection is closed for good.
 func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return ErrRunning

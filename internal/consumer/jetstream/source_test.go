@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/graphops/worker/internal/consumer"
@@ -503,5 +504,43 @@ func TestRunRecreatesADeletedConsumer(t *testing.T) {
 	}
 	if got := recv(t, handled, "a message after the delete", 5*time.Second); got != "after" {
 		t.Errorf("got %s, want the message published after the delete", got)
+	}
+}
+
+func TestMessageCarriesBodySubjectHeadersAndSequence(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	jsc, src := start(t, jetstream.Config{})
+	body := []byte("{\"specversion\":\"1.0\"}\n\x00\xff")
+	msg := &nats.Msg{Subject: "graphops.commands.pimUpdate", Data: body, Header: nats.Header{}}
+	msg.Header.Add("Graphops-Trace", "first")
+	msg.Header.Add("Graphops-Trace", "second")
+	msg.Header["content-type"] = []string{"application/cloudevents+json"}
+	if _, err := jsc.Publish(context.Background(), subject, nil); err != nil { // sequence 1
+		t.Fatal(err)
+	}
+	if _, err := jsc.PublishMsg(context.Background(), msg); err != nil { // sequence 2
+		t.Fatal(err)
+	}
+
+	type view struct {
+		id, subject, trace, traceLower, contentType, missing string
+		data                                                 []byte
+	}
+	got := make(chan view, 2)
+	run(t, src, func(m consumer.Message) {
+		got <- view{m.ID(), m.Subject(), m.Header("Graphops-Trace"), m.Header("graphops-trace"),
+			m.Header("Content-Type"), m.Header("Graphops-Missing"), m.Data()}
+		_ = m.Ack(context.Background())
+	})
+	var v view
+	for v.id != "2" {
+		v = recv(t, got, "the message with headers", 5*time.Second)
+	}
+	if !bytes.Equal(v.data, body) || v.subject != "graphops.commands.pimUpdate" {
+		t.Errorf("data %q subject %q", v.data, v.subject)
+	}
+	if v.trace != "first" || v.traceLower != "first" || v.contentType != "application/cloudevents+json" || v.missing != "" {
+		t.Errorf("headers: %+v", v)
 	}
 }

@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+)
+
+const cliUsage = `Usage:
+  worker bench throughput [flags]   the worker against a bare loop (pull → POST → ack), one process
+  worker bench pacing [flags]       K worker processes against a rate-limited Graph stand-in
+
+Flags of each: worker bench throughput -h, worker bench pacing -h.
+`
+
+// Main runs `worker bench ARGS` and returns the exit status: 0 done, 1 the
+// harness failed (a check included), 2 bad usage.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, cliUsage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "throughput":
+		err = throughputCLI(ctx, args[1:], stdout, stderr)
+	case "pacing":
+		err = pacingCLI(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, cliUsage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "worker bench: unknown mode %q\n%s", args[0], cliUsage)
+		return 2
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case isUsage(err):
+		fmt.Fprintf(stderr, "worker bench %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "worker bench %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func isUsage(err error) bool {
+	var ue usageError
+	return errors.As(err, &ue) || errors.Is(err, ErrInvalidConfig)
+}
+
+func throughputCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker bench throughput", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c ThroughputConfig
+	fs.IntVar(&c.Commands, "n", DefaultCommands, "commands per loop and round")
+	fs.IntVar(&c.Rounds, "rounds", DefaultRounds, "rounds of bare loop + worker")
+	fs.IntVar(&c.Concurrency, "concurrency", DefaultWorkerConcurrency, "WORKER_CONCURRENCY, and the bare loop's goroutines")
+	fs.StringVar(&c.LedgerStore, "ledger", "jetstream", "LEDGER_STORE: jetstream or redis")
+	fs.StringVar(&c.RedisAddr, "redis-addr", "127.0.0.1:6379", "REDIS_ADDR with -ledger redis")
+	fs.IntVar(&c.RedisDB, "redis-db", 0, "REDIS_DB with -ledger redis")
+	fs.DurationVar(&c.RoundDeadline, "deadline", DefaultThroughputDeadline, "longest drain of one loop")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the last round's worker drain to this file")
+	if err := fs.Parse(args); err != nil {
+		return parseErr(err)
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		c.CPUProfile = f
+	}
+	_, err := Throughput(ctx, c, stdout)
+	return err
+}
+
+func pacingCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker bench pacing", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c PacingConfig
+	rates := fs.String("rates", "20,100,500", "write rates R the stand-in allows, comma-separated")
+	replicas := fs.String("replicas", "1,3", "numbers of worker processes, comma-separated")
+	fs.IntVar(&c.Runs, "runs", DefaultPacingRuns, "runs of each (R, replicas)")
+	fs.DurationVar(&c.Duration, "duration", DefaultPacingDuration, "measured window of a run, from the first applied write")
+	fs.IntVar(&c.Concurrency, "concurrency", DefaultPacingConcurrency, "WORKER_CONCURRENCY of each replica")
+	fs.DurationVar(&c.Latency, "latency", 0, "the stand-in's latency per call")
+	fs.StringVar(&c.SVGDir, "svg-dir", "", "write pacing-r<R>.svg here")
+	worker := fs.String("worker", "", "the worker binary (default: this executable); run as `<binary> run`")
+	if err := fs.Parse(args); err != nil {
+		return parseErr(err)
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	for _, s := range strings.Split(*rates, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return usageError{fmt.Errorf("-rates: %q is not a number", s)}
+		}
+		c.Rates = append(c.Rates, v)
+	}
+	for _, s := range strings.Split(*replicas, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return usageError{fmt.Errorf("-replicas: %q is not a whole number", s)}
+		}
+		c.Replicas = append(c.Replicas, v)
+	}
+	if *worker != "" {
+		c.Worker = []string{*worker, "run"}
+	}
+	_, err := Pacing(ctx, c, stdout)
+	return err
+}
+
+func parseErr(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return usageError{err}
+}

@@ -1,0 +1,563 @@
+package bench
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/graphsim"
+	"github.com/graphops/worker/internal/natsembed"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults of PacingConfig.
+const (
+	DefaultPacingRuns        = 3
+	DefaultPacingDuration    = 60 * time.Second
+	DefaultPacingConcurrency = 16 // WORKER_CONCURRENCY's default
+)
+
+// Goals of the pacing issue: applied/s of at least GoalRate × R with at
+// most GoalThrottleShare of write calls answered 429.
+const (
+	GoalRate          = 0.95
+	GoalThrottleShare = 0.02
+)
+
+// replicaGrace is SHUTDOWN_GRACE of the replicas; the harness waits a few
+// seconds more before it kills one.
+const replicaGrace = 10 * time.Second
+
+// PacingConfig configures Pacing. Zero fields take the defaults.
+type PacingConfig struct {
+	// Rates are the write rates R the stand-in allows (graphsim WriteRate,
+	// PenalizeThrottled, default burst); default 20, 100, 500.
+	Rates []float64
+	// Replicas are the numbers K of worker processes; default 1, 3.
+	Replicas []int
+	// Runs of each (R, K) (default 3); the sweep is interleaved, run by run.
+	Runs int
+	// Duration is the measured window, from the first applied write
+	// (default 60s). The backlog is 1.1 × R × Duration plus a burst, so the
+	// replicas stay busy through it; the rest is drained afterwards to
+	// check that nothing was lost.
+	Duration time.Duration
+	// Concurrency is WORKER_CONCURRENCY of each replica (default 16).
+	Concurrency int
+	// Latency of the stand-in per call (default 0).
+	Latency time.Duration
+	// Worker is the command line of one replica; default this executable
+	// with "run" (the harness runs as `worker bench`).
+	Worker []string
+	// Env adds or overrides replica settings (environment variable names);
+	// replicas inherit this process's environment below them.
+	Env map[string]string
+	// Dir holds the runs' files (NATS data, replica logs); default a
+	// temporary directory, removed at the end.
+	Dir string
+	// SVGDir, when set, receives pacing-r<R>.svg: per R, the median run's
+	// applied/s and 429/s over time for each K.
+	SVGDir string
+	// DrainDeadline bounds the drain after the window (default
+	// max(30s, Duration/2)).
+	DrainDeadline time.Duration
+}
+
+// Validate fills zero fields with their defaults and reports the first
+// invalid field.
+func (c *PacingConfig) Validate() error {
+	if len(c.Rates) == 0 {
+		c.Rates = []float64{20, 100, 500}
+	}
+	if len(c.Replicas) == 0 {
+		c.Replicas = []int{1, 3}
+	}
+	c.Runs = cmp.Or(c.Runs, DefaultPacingRuns)
+	c.Duration = cmp.Or(c.Duration, DefaultPacingDuration)
+	c.Concurrency = cmp.Or(c.Concurrency, DefaultPacingConcurrency)
+	c.DrainDeadline = cmp.Or(c.DrainDeadline, max(30*time.Second, c.Duration/2))
+	if len(c.Worker) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("%w: Worker: %v", ErrInvalidConfig, err)
+		}
+		c.Worker = []string{exe, "run"}
+	}
+	for _, r := range c.Rates {
+		if !(r > 0) || math.IsInf(r, 0) {
+			return fmt.Errorf("%w: Rates: %v is not a positive rate", ErrInvalidConfig, r)
+		}
+	}
+	for _, k := range c.Replicas {
+		if k < 1 || k > 32 {
+			return fmt.Errorf("%w: Replicas: %d must be 1 to 32", ErrInvalidConfig, k)
+		}
+	}
+	switch {
+	case c.Runs < 1:
+		return fmt.Errorf("%w: Runs %d must be at least 1", ErrInvalidConfig, c.Runs)
+	case c.Duration < time.Second:
+		return fmt.Errorf("%w: Duration %v must be at least 1s", ErrInvalidConfig, c.Duration)
+	case c.Concurrency < 1 || c.Concurrency > 4096:
+		return fmt.Errorf("%w: Concurrency %d must be 1 to 4096", ErrInvalidConfig, c.Concurrency)
+	case c.Latency < 0:
+		return fmt.Errorf("%w: Latency %v is negative", ErrInvalidConfig, c.Latency)
+	case c.DrainDeadline < 0:
+		return fmt.Errorf("%w: DrainDeadline %v is negative", ErrInvalidConfig, c.DrainDeadline)
+	}
+	return nil
+}
+
+// Second is one second of a run's timeline, as the stand-in saw it.
+type Second struct {
+	Applied   int // effective writes
+	Throttled int // write calls answered 429
+}
+
+// PacingRun is one run of K replicas against rate R.
+type PacingRun struct {
+	Rate     float64
+	Replicas int
+	Backlog  int // commands published
+	// Applied in the window: Duration seconds from the first second with
+	// an applied write; PerSec = Applied / Duration.
+	Applied int
+	PerSec  float64
+	// SteadyPerSec is applied/s from the second after the first throttle
+	// to the end of the window (PerSec when nothing was throttled);
+	// SteadyFrom is where that starts, from the window's start.
+	SteadyPerSec float64
+	SteadyFrom   time.Duration
+	// Write calls and 429s of the whole run, drain included;
+	// ThrottleShare = Throttled / WriteCalls.
+	WriteCalls, Throttled int
+	ThrottleShare         float64
+	// Timeline from the window's start to the end of the drain.
+	Timeline []Second
+	// Exactly-once: commands never applied and not waiting in the stream
+	// (Lost), applied more than once (Twice), refused by the stand-in as
+	// already resumed (DoubleApplies), dead-lettered (DeadLettered).
+	// Drained: every command was applied by the end.
+	Lost, Twice, DoubleApplies, DeadLettered int
+	Drained                                  bool
+	LoadAvg                                  float64
+}
+
+// ExactlyOnce reports that nothing was lost, applied twice or
+// dead-lettered.
+func (r PacingRun) ExactlyOnce() bool {
+	return r.Lost == 0 && r.Twice == 0 && r.DoubleApplies == 0 && r.DeadLettered == 0
+}
+
+// PacingCell is every run of one (R, K).
+type PacingCell struct {
+	Rate     float64
+	Replicas int
+	Runs     []PacingRun
+	// Medians and ranges over the runs.
+	PerSec, SteadyPerSec, ThrottleShare, LoadAvg Range
+}
+
+// Met reports the pacing goal: median applied/s ≥ 0.95 R, median 429
+// share ≤ 2 %, exactly-once in every run.
+func (c PacingCell) Met() bool {
+	for _, r := range c.Runs {
+		if !r.ExactlyOnce() || !r.Drained {
+			return false
+		}
+	}
+	return c.PerSec.Median >= GoalRate*c.Rate && c.ThrottleShare.Median <= GoalThrottleShare
+}
+
+// median returns the run with the median PerSec (the lower one of an even
+// count), the run a figure shows.
+func (c PacingCell) median() PacingRun {
+	runs := slices.Clone(c.Runs)
+	slices.SortFunc(runs, func(a, b PacingRun) int { return cmp.Compare(a.PerSec, b.PerSec) })
+	return runs[(len(runs)-1)/2]
+}
+
+// PacingReport is the result of Pacing.
+type PacingReport struct {
+	Config  PacingConfig // with defaults filled in
+	Machine Machine
+	Started time.Time
+	Cells   []PacingCell // by rate, then replicas, in the configured order
+	SVGs    []string     // files written
+}
+
+// Pacing runs the pacing sweep (see the package doc and PacingConfig),
+// printing a line per run and the summary table to out.
+func Pacing(ctx context.Context, cfg PacingConfig, out io.Writer) (PacingReport, error) {
+	if err := cfg.Validate(); err != nil {
+		return PacingReport{}, err
+	}
+	rep := PacingReport{Config: cfg, Machine: ThisMachine(), Started: time.Now()}
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "graphops-pacing-")
+		if err != nil {
+			return rep, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	fmt.Fprintf(out, "pacing: R %v, replicas %v, %d runs of %s, concurrency %d, latency %s; %s\n",
+		cfg.Rates, cfg.Replicas, cfg.Runs, cfg.Duration, cfg.Concurrency, cfg.Latency, rep.Machine)
+	for _, r := range cfg.Rates {
+		for _, k := range cfg.Replicas {
+			rep.Cells = append(rep.Cells, PacingCell{Rate: r, Replicas: k})
+		}
+	}
+	for run := range cfg.Runs {
+		for i := range rep.Cells {
+			c := &rep.Cells[i]
+			pr, err := pacingRun(ctx, cfg, dir, c.Rate, c.Replicas)
+			if err != nil {
+				return rep, fmt.Errorf("R=%g K=%d run %d: %w", c.Rate, c.Replicas, run+1, err)
+			}
+			c.Runs = append(c.Runs, pr)
+			fmt.Fprintf(out, "  R=%g K=%d run %d: %.1f applied/s (%.2f R), steady %.1f/s from %s, 429 %d of %d calls (%.2f %%), lost %d, twice %d, load %.2f\n",
+				c.Rate, c.Replicas, run+1, pr.PerSec, pr.PerSec/c.Rate, pr.SteadyPerSec, pr.SteadyFrom,
+				pr.Throttled, pr.WriteCalls, 100*pr.ThrottleShare, pr.Lost, pr.Twice, pr.LoadAvg)
+		}
+	}
+	for i := range rep.Cells {
+		rep.Cells[i].summarize()
+	}
+	if cfg.SVGDir != "" {
+		files, err := writePacingSVGs(rep, cfg.SVGDir)
+		rep.SVGs = files
+		if err != nil {
+			return rep, err
+		}
+	}
+	rep.WriteTable(out)
+	return rep, nil
+}
+
+func (c *PacingCell) summarize() {
+	col := func(f func(PacingRun) float64) Range {
+		xs := make([]float64, len(c.Runs))
+		for i, r := range c.Runs {
+			xs[i] = f(r)
+		}
+		return rangeOf(xs)
+	}
+	c.PerSec = col(func(r PacingRun) float64 { return r.PerSec })
+	c.SteadyPerSec = col(func(r PacingRun) float64 { return r.SteadyPerSec })
+	c.ThrottleShare = col(func(r PacingRun) float64 { return r.ThrottleShare })
+	c.LoadAvg = col(func(r PacingRun) float64 { return r.LoadAvg })
+}
+
+// WriteTable prints the summary as a Markdown table.
+func (r PacingReport) WriteTable(w io.Writer) {
+	fmt.Fprintf(w, "\n| R/s | replicas | runs | applied/s median (min–max) | / R | steady applied/s | 429 share median (max) | exactly once | goal met | load avg |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, c := range r.Cells {
+		once := 0
+		for _, x := range c.Runs {
+			if x.ExactlyOnce() && x.Drained {
+				once++
+			}
+		}
+		goal := "no"
+		if c.Met() {
+			goal = "yes"
+		}
+		fmt.Fprintf(w, "| %g | %d | %d | %.1f (%.1f–%.1f) | %.3f | %.1f | %.2f %% (%.2f %%) | %d/%d | %s | %.1f |\n",
+			c.Rate, c.Replicas, len(c.Runs), c.PerSec.Median, c.PerSec.Min, c.PerSec.Max, c.PerSec.Median/c.Rate,
+			c.SteadyPerSec.Median, 100*c.ThrottleShare.Median, 100*c.ThrottleShare.Max, once, len(c.Runs), goal, c.LoadAvg.Median)
+	}
+	for _, f := range r.SVGs {
+		fmt.Fprintf(w, "wrote %s\n", f)
+	}
+}
+
+// pacingRun runs K replicas against a fresh broker and stand-in.
+func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float64, k int) (PacingRun, error) {
+	pr := PacingRun{Rate: rate, Replicas: k}
+	dir, err := os.MkdirTemp(parent, "run-")
+	if err != nil {
+		return pr, err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := natsembed.Start(natsembed.Options{Dir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return pr, err
+	}
+	defer srv.Stop()
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		return pr, fmt.Errorf("bench: connect: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return pr, fmt.Errorf("bench: %w", err)
+	}
+	sim := graphsim.New(graphsim.Config{AutoCreate: true, Token: simToken, WriteRate: rate, PenalizeThrottled: true,
+		Latency: cfg.Latency, MaxCalls: 1})
+	simURL, err := sim.Start()
+	if err != nil {
+		return pr, err
+	}
+	defer sim.Close()
+
+	env := map[string]string{
+		"WORKER_SOURCE": "nats", "NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": simToken,
+		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn", "SHUTDOWN_GRACE": replicaGrace.String(),
+		"WORKER_CONCURRENCY": strconv.Itoa(cfg.Concurrency), "LEDGER_STORE": "jetstream",
+	}
+	for key, v := range cfg.Env {
+		env[key] = v
+	}
+	wcfg, err := config.Load(nil, func(key string) string { return env[key] }, io.Discard)
+	if err != nil {
+		return pr, fmt.Errorf("bench: replica settings: %w", err)
+	}
+	if err := createCommandStream(ctx, js, wcfg); err != nil {
+		return pr, err
+	}
+	burst := max(1, int(math.Ceil(rate/10))) // graphsim's default burst
+	pr.Backlog = int(math.Ceil(1.1*rate*cfg.Duration.Seconds())) + burst
+	cs, err := newCommands(pr.Backlog)
+	if err != nil {
+		return pr, err
+	}
+	if err := publish(ctx, js, resumeSubjct, cs.messages); err != nil {
+		return pr, err
+	}
+
+	reps := make([]*replica, 0, k)
+	defer func() {
+		for _, r := range reps {
+			r.stop()
+		}
+	}()
+	for i := range k {
+		r, err := startReplica(cfg.Worker, env, filepath.Join(dir, fmt.Sprintf("replica-%d.log", i+1)))
+		if err != nil {
+			return pr, err
+		}
+		reps = append(reps, r)
+	}
+
+	// The window starts with the first applied write; the replicas need
+	// a moment to start.
+	applied := func() int { return sim.Stats().Applied[graphsim.OpResume] }
+	if !pollUntil(ctx, 30*time.Second, func() bool { return applied() > 0 }, reps) {
+		return pr, fmt.Errorf("bench: no write applied within 30s of starting the replicas%s", tails(reps))
+	}
+	if !sleepCtx(ctx, cfg.Duration) {
+		return pr, ctx.Err()
+	}
+	pr.Drained = pollUntil(ctx, cfg.DrainDeadline, func() bool { return applied() >= pr.Backlog }, reps)
+	for _, r := range reps {
+		if err := r.stop(); err != nil {
+			return pr, fmt.Errorf("bench: %w%s", err, tails(reps))
+		}
+	}
+	if ctx.Err() != nil {
+		return pr, ctx.Err()
+	}
+	pr.LoadAvg = LoadAvg()
+	pr.measure(sim.Timeline(time.Second), cfg.Duration)
+	st := sim.Stats()
+	pr.WriteCalls = st.Calls[graphsim.OpResume]
+	pr.Throttled = st.Throttled
+	if pr.WriteCalls > 0 {
+		pr.ThrottleShare = float64(pr.Throttled) / float64(pr.WriteCalls)
+	}
+	pr.DoubleApplies = st.DoubleApplies
+	return pr, pr.checkExactlyOnce(ctx, js, wcfg, sim, cs)
+}
+
+// measure fills the window's figures from the stand-in's timeline.
+func (pr *PacingRun) measure(tl []graphsim.Bucket, window time.Duration) {
+	first := slices.IndexFunc(tl, func(b graphsim.Bucket) bool { return b.Applied > 0 })
+	if first < 0 {
+		return
+	}
+	for _, b := range tl[first:] {
+		pr.Timeline = append(pr.Timeline, Second{Applied: b.Applied, Throttled: b.Throttled})
+	}
+	n := int(window / time.Second)
+	// The first throttle may come before the first applied write (a
+	// cold start into an empty bucket): then the steady state is the window.
+	throttle := slices.IndexFunc(pr.Timeline[:min(n, len(pr.Timeline))], func(s Second) bool { return s.Throttled > 0 })
+	applied, steady := 0, 0
+	for i := range min(n, len(pr.Timeline)) {
+		applied += pr.Timeline[i].Applied
+		if throttle >= 0 && i > throttle {
+			steady += pr.Timeline[i].Applied
+		}
+	}
+	pr.Applied = applied
+	pr.PerSec = float64(applied) / float64(n)
+	pr.SteadyPerSec = pr.PerSec
+	if throttle >= 0 && throttle+1 < n {
+		pr.SteadyFrom = time.Duration(throttle+1) * time.Second
+		pr.SteadyPerSec = float64(steady) / float64(n-throttle-1)
+	}
+}
+
+// checkExactlyOnce counts what was lost, applied twice or dead-lettered,
+// after the replicas stopped.
+func (pr *PacingRun) checkExactlyOnce(ctx context.Context, js jetstream.JetStream, cfg *config.Config, sim *graphsim.Sim, cs commandSet) error {
+	notApplied := 0
+	for _, id := range cs.requestIDs {
+		switch c := sim.AppliedCount(id); {
+		case c == 0:
+			notApplied++
+		case c > 1:
+			pr.Twice++
+		}
+	}
+	pr.Drained = notApplied == 0
+	cons, err := js.Consumer(ctx, cfg.Stream, cfg.Durable)
+	if err != nil {
+		return fmt.Errorf("bench: consumer: %w", err)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("bench: consumer: %w", err)
+	}
+	waiting := int(info.NumPending) + info.NumAckPending
+	if s, err := js.Stream(ctx, cfg.DLQStream); err == nil {
+		pr.DeadLettered = int(s.CachedInfo().State.Msgs)
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("bench: dead-letter stream: %w", err)
+	}
+	pr.Lost = max(0, notApplied-waiting-pr.DeadLettered)
+	return nil
+}
+
+// replica is one worker process.
+type replica struct {
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error // of Wait, once done is closed
+	stopped bool
+}
+
+func startReplica(argv []string, env map[string]string, logPath string) (*replica, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = os.Environ()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v) // the last of duplicate keys wins
+	}
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("bench: start replica %s: %w", argv[0], err)
+	}
+	r := &replica{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() {
+		r.err = cmd.Wait()
+		f.Close()
+		close(r.done)
+	}()
+	return r, nil
+}
+
+// exited reports whether the process ended on its own.
+func (r *replica) exited() bool {
+	select {
+	case <-r.done:
+		return !r.stopped
+	default:
+		return false
+	}
+}
+
+// stop sends SIGTERM (the worker drains) and waits; after the grace and a
+// margin it kills. A replica that ended badly is an error.
+func (r *replica) stop() error {
+	if r.stopped {
+		return nil
+	}
+	select {
+	case <-r.done:
+		r.stopped = true
+		return fmt.Errorf("replica %d exited early: %v", r.cmd.Process.Pid, r.err)
+	default:
+	}
+	r.stopped = true
+	_ = r.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-r.done:
+	case <-time.After(replicaGrace + 5*time.Second):
+		_ = r.cmd.Process.Kill()
+		<-r.done
+		return fmt.Errorf("replica %d did not stop within %s of SIGTERM", r.cmd.Process.Pid, replicaGrace+5*time.Second)
+	}
+	if r.err != nil {
+		return fmt.Errorf("replica %d: %w", r.cmd.Process.Pid, r.err)
+	}
+	return nil
+}
+
+// tails returns the end of each replica's log, for an error message.
+func tails(reps []*replica) string {
+	var b strings.Builder
+	for i, r := range reps {
+		data, err := os.ReadFile(r.logPath)
+		if err != nil {
+			continue
+		}
+		if len(data) > 2000 {
+			data = data[len(data)-2000:]
+		}
+		fmt.Fprintf(&b, "\n--- replica %d log (end) ---\n%s", i+1, data)
+	}
+	return b.String()
+}
+
+// pollUntil checks cond every 100ms until it holds (true), within d, ctx
+// ends or a replica exits on its own (false).
+func pollUntil(ctx context.Context, d time.Duration, cond func() bool, reps []*replica) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if cond() {
+			return true
+		}
+		for _, r := range reps {
+			if r.exited() {
+				return false
+			}
+		}
+		if time.Now().After(deadline) || !sleepCtx(ctx, 100*time.Millisecond) {
+			return false
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
