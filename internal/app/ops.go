@@ -13,6 +13,7 @@ import (
 
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/consumer/servicebus"
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -94,6 +95,9 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 	if err := fs.Parse(rest); err != nil {
 		return &UsageError{"worker dlq " + verb + ": " + err.Error()}
 	}
+	if cfg.Source == "servicebus" {
+		return serviceBusDLQ(ctx, cfg, verb, fs.Args(), dlqFlags{*jsonOut, *all, *yes}, in, out)
+	}
 	b, err := connect(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -133,4 +137,59 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 
 func dlqConfig(cfg *config.Config) dlq.Config {
 	return dlq.Config{Stream: cfg.DLQStream, SubjectPrefix: cfg.DLQPrefix, Replicas: cfg.JSReplicas, CommandSubjects: cfg.SubjectList()}
+}
+
+type dlqFlags struct{ json, all, yes bool }
+
+// serviceBusDLQ runs the dlq commands on the entity's dead-letter sub-queue;
+// an ID is the dead letter's sequence number.
+func serviceBusDLQ(ctx context.Context, cfg *config.Config, verb string, args []string, f dlqFlags, in io.Reader, out io.Writer) error {
+	d, err := servicebus.NewDeadLetters(sbConfig(cfg))
+	if err != nil {
+		return fmt.Errorf("SERVICEBUS_NAMESPACE: %w", err)
+	}
+	defer func() { _ = d.Close(context.WithoutCancel(ctx)) }()
+	seqs, err := dlq.ParseSeqs(args)
+	if err != nil {
+		return &UsageError{"worker dlq " + verb + ": " + err.Error()}
+	}
+	switch verb {
+	case "list":
+		return dlq.CmdList(ctx, d, out, f.json)
+	case "show":
+		if len(seqs) != 1 {
+			return &UsageError{"worker dlq show: want exactly one ID (the dead letter's sequence number)"}
+		}
+		return d.Show(ctx, out, seqs[0])
+	case "replay":
+		if f.all == (len(seqs) > 0) {
+			return &UsageError{"worker dlq replay: want IDs or --all"}
+		}
+		var done []uint64
+		if f.all {
+			done, err = d.ReplayAll(ctx)
+		} else {
+			done, err = d.Replay(ctx, seqs)
+		}
+		for _, s := range done {
+			fmt.Fprintf(out, "replayed %d\n", s)
+		}
+		return err
+	case "purge":
+		n := 0
+		if err := d.List(ctx, func(dlq.Entry) error { n++; return nil }); err != nil {
+			return err
+		}
+		if !f.yes {
+			fmt.Fprintf(out, "Delete %d dead letters from %s? [y/N] ", n, cfg.SBQueue+cfg.SBTopic)
+			answer, _ := bufio.NewReader(in).ReadString('\n')
+			if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+				return dlq.ErrPurgeCancelled
+			}
+		}
+		removed, err := d.Purge(ctx)
+		fmt.Fprintf(out, "deleted %d dead letters\n", removed)
+		return err
+	}
+	return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
 }

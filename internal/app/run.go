@@ -18,8 +18,6 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/config"
-	jsconsumer "github.com/graphops/worker/internal/consumer/jetstream"
-	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/ledger/kvstore"
@@ -46,9 +44,6 @@ type Hooks struct {
 // Run consumes commands until ctx is done (SIGTERM/SIGINT), then drains
 // within SHUTDOWN_GRACE and returns nil.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks) error {
-	if cfg.Source != "nats" {
-		return errors.New("WORKER_SOURCE: servicebus is not available in this build yet; use nats")
-	}
 	m := metrics.New()
 	var draining, started, storeDown atomic.Bool
 
@@ -69,11 +64,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 
-	b, err := connect(ctx, cfg, log)
+	src, err := openSource(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer b.close()
+	defer src.close()
 
 	admin := metrics.NewAdmin(metrics.AdminConfig{Addr: cfg.AdminAddr, Ready: func() error {
 		switch {
@@ -81,7 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 			return errors.New("draining")
 		case !started.Load():
 			return errors.New("starting")
-		case b.nc.Status() != nats.CONNECTED:
+		case !src.ready():
 			return errors.New("broker disconnected")
 		case storeDown.Load():
 			return errors.New("idempotency store unreachable")
@@ -97,11 +92,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		_ = admin.Shutdown(sctx)
 	}()
 
-	dead, err := dlq.New(ctx, b.js, dlqConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("NATS_DLQ_STREAM: %w", err)
-	}
-	store, closeStore, err := openStore(ctx, cfg, b.js)
+	store, closeStore, err := openStore(ctx, cfg, src.js)
 	if err != nil {
 		return err
 	}
@@ -120,9 +111,13 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	// pacers live until the worker has drained; their Run removes this
 	// replica from the fleet so its share is reclaimed at once.
 	pctx, stopPacers := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPacers()
 	var pacersDone sync.WaitGroup
-	defer pacersDone.Wait() // before the broker closes: leaving the fleet needs the store
+	defer func() {
+		// Before the store closes (earlier defers run later): leaving the
+		// fleet needs it.
+		stopPacers()
+		pacersDone.Wait()
+	}()
 	pacers := map[command.Type]*pacer.Pacer{}
 	for _, t := range command.Types() {
 		op := string(t)
@@ -156,30 +151,20 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		Command:         command.Options{RoleRequestUpdateDisabled: cfg.RoleRequestUpdate == "off"},
 		RetryMaxElapsed: cfg.RetryMaxElapsed, HandbackAfter: cfg.HandbackAfter,
 		BackoffInitial: cfg.RetryInitial, BackoffMax: cfg.RetryMax,
-		KeepAliveEvery: min(cfg.AckWait, cfg.LedgerLease) / 3,
-		DryRun:         cfg.DryRun,
-	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: dead, Pacers: pacers, Metrics: m, Log: log,
+		KeepAliveEvery:      min(cfg.AckWait, cfg.LedgerLease) / 3,
+		SettleAfterNoAnswer: cfg.GraphSettle,
+		DryRun:              cfg.DryRun,
+	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
 
-	durable := cfg.Durable
-	if cfg.DryRun {
-		durable += "-dryrun" // a dry run reads through its own consumer
-	}
-	src, err := jsconsumer.New(ctx, b.js, jsconsumer.Config{
-		Stream: cfg.Stream, Subjects: cfg.SubjectList(), Durable: durable, AckWait: cfg.AckWait,
-		MaxDeliver: cfg.MaxDeliver, Concurrency: cfg.Concurrency, StreamMaxAge: cfg.StreamMaxAge, Replicas: cfg.JSReplicas,
-		// The ledger, not the ack, is the authority: a lost ack only makes
-		// a redelivery that settles as a duplicate. So acks need not wait.
-		AckAsync: true,
-	}, log)
-	if err != nil {
-		return fmt.Errorf("NATS_STREAM: %w", err)
+	if err := src.start(ctx, cfg, log); err != nil {
+		return err
 	}
 	started.Store(true)
-	log.Info("consuming", "stream", cfg.Stream, "consumer", durable, "replica", owner,
+	log.Info("consuming", "source", cfg.Source, "from", src.name, "replica", owner,
 		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency)
 	if hooks.OnStarted != nil {
-		hooks.OnStarted(admin.Addr(), b.url)
+		hooks.OnStarted(admin.Addr(), src.url)
 	}
 	err = src.Run(drain, proc.Handle)
 	draining.Store(true)

@@ -117,6 +117,13 @@ func niceStep(span float64, n int) float64 {
 	return 10 * mag
 }
 
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return strconv.Itoa(n) + " " + what + "s"
+}
+
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // writePacingSVGs writes pacing-r<R>.svg per rate: the median run of each
@@ -133,8 +140,8 @@ func writePacingSVGs(rep PacingReport, dir string) ([]string, error) {
 				continue
 			}
 			m := c.median()
-			label := fmt.Sprintf("%d replica(s): %.1f applied/s (%.2f R), %.2f %% of write calls answered 429 — median of %d runs",
-				c.Replicas, m.PerSec, m.PerSec/rate, 100*m.ThrottleShare, len(c.Runs))
+			label := fmt.Sprintf("%s: %.1f applied/s (%.2f R) in the window, %.2f %% of write calls answered 429 (median run of %d)",
+				plural(c.Replicas, "replica"), m.PerSec, m.PerSec/rate, 100*m.ThrottleShare, len(c.Runs))
 			series = append(series, Series{Label: label, Seconds: m.Timeline})
 		}
 		name := filepath.Join(dir, "pacing-r"+num(rate)+".svg")

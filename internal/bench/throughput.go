@@ -122,6 +122,11 @@ type LoopResult struct {
 	// P50 and P99 of receipt to outcome: the worker's Settled.Duration;
 	// for the bare loop, message in hand to ack sent.
 	P50, P99 time.Duration
+	// CPU is this process's CPU time (user + system) per command during
+	// the drain: the loop, the broker and the simulator together, since
+	// they share the process. With every core busy, cores / CPU bounds
+	// the rate; it is less sensitive to other load than the rate is.
+	CPU time.Duration
 }
 
 // ThroughputRound is one round: both loops on the same server and simulator.
@@ -137,6 +142,7 @@ type LoopSummary struct {
 	PerSec Range
 	P50ms  Range
 	P99ms  Range
+	CPUms  Range // CPU per command, ms
 }
 
 // ThroughputReport is the result of Throughput.
@@ -221,8 +227,8 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, out io.Writer) (Throu
 		r.Ratio = r.Worker.PerSec / r.Bare.PerSec
 		r.LoadAvg = LoadAvg()
 		rep.Rounds = append(rep.Rounds, r)
-		fmt.Fprintf(out, "  round %d: bare %.0f/s, worker %.0f/s, ratio %.2f, ledger %.2f ops %.2f ms per command, load %.2f\n",
-			i+1, r.Bare.PerSec, r.Worker.PerSec, r.Ratio, r.Ledger.OpsPerCommand, ms(r.Ledger.TimePerCommand), r.LoadAvg)
+		fmt.Fprintf(out, "  round %d: bare %.0f/s (CPU %.3f ms/cmd), worker %.0f/s (CPU %.3f ms/cmd), ratio %.2f, ledger %.2f ops %.2f ms per command, load %.2f\n",
+			i+1, r.Bare.PerSec, ms(r.Bare.CPU), r.Worker.PerSec, ms(r.Worker.CPU), r.Ratio, r.Ledger.OpsPerCommand, ms(r.Ledger.TimePerCommand), r.LoadAvg)
 	}
 	rep.summarize()
 	rep.WriteTable(out)
@@ -256,6 +262,7 @@ func (r *ThroughputReport) summarize() {
 			PerSec: col(func(x ThroughputRound) float64 { return f(x).PerSec }),
 			P50ms:  col(func(x ThroughputRound) float64 { return ms(f(x).P50) }),
 			P99ms:  col(func(x ThroughputRound) float64 { return ms(f(x).P99) }),
+			CPUms:  col(func(x ThroughputRound) float64 { return ms(f(x).CPU) }),
 		}
 	}
 	r.Bare = loop(func(x ThroughputRound) LoopResult { return x.Bare })
@@ -273,13 +280,13 @@ func (r *ThroughputReport) summarize() {
 
 // WriteTable prints the summary as a Markdown table.
 func (r ThroughputReport) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "\n| loop | applied/s median (min–max) | p50 ms | p99 ms |\n|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n| loop | applied/s median (min–max) | p50 ms | p99 ms | CPU ms per command |\n|---|---|---|---|---|\n")
 	for _, l := range []struct {
 		name string
 		s    LoopSummary
 	}{{"bare loop", r.Bare}, {"worker", r.Worker}} {
-		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.1f | %.1f |\n", l.name,
-			l.s.PerSec.Median, l.s.PerSec.Min, l.s.PerSec.Max, l.s.P50ms.Median, l.s.P99ms.Median)
+		fmt.Fprintf(w, "| %s | %.0f (%.0f–%.0f) | %.1f | %.1f | %.3f |\n", l.name,
+			l.s.PerSec.Median, l.s.PerSec.Min, l.s.PerSec.Max, l.s.P50ms.Median, l.s.P99ms.Median, l.s.CPUms.Median)
 	}
 	fmt.Fprintf(w, "\nratio worker/bare: median %.2f (min %.2f, max %.2f) over %d rounds; load average %.2f (%.2f–%.2f)\n",
 		r.Ratio.Median, r.Ratio.Min, r.Ratio.Max, len(r.Rounds), r.LoadAvg.Median, r.LoadAvg.Min, r.LoadAvg.Max)
@@ -341,13 +348,14 @@ func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
 		mu        sync.Mutex
 		durations = make([]time.Duration, 0, h.cfg.Commands)
 		end       time.Time
+		cpu1      time.Duration
 		failures  atomic.Int64
 		lastErr   atomic.Value
 		all       = make(chan struct{})
 		work      = make(chan delivery)
 		workers   sync.WaitGroup
 	)
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	it, err := cons.Messages(jetstream.PullMaxMessages(h.cfg.Concurrency))
 	if err != nil {
 		return LoopResult{}, fmt.Errorf("bench: bare pull: %w", err)
@@ -406,7 +414,7 @@ func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
 				mu.Lock()
 				durations = append(durations, took)
 				if len(durations) == h.cfg.Commands {
-					end = time.Now()
+					end, cpu1 = time.Now(), processCPU()
 					close(all)
 				}
 				mu.Unlock()
@@ -430,7 +438,7 @@ func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
 	if d := after.DoubleApplies - before.DoubleApplies; d != 0 {
 		return LoopResult{}, fmt.Errorf("bench: bare loop: %d double applies", d)
 	}
-	return loopResult(durations, end.Sub(start)), nil
+	return loopResult(durations, end.Sub(start), cpu1-cpu0), nil
 }
 
 // worker drains Commands through app.Run, with a fresh stream, dead-letter
@@ -467,6 +475,8 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 		all       = make(chan struct{})
 		started   = make(chan string, 1)
 		startedAt time.Time
+		cpu0      time.Duration
+		cpu1      time.Duration
 		runErr    = make(chan error, 1)
 	)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
@@ -486,7 +496,7 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 	go func() {
 		runErr <- app.Run(runCtx, cfg, log, app.Hooks{
 			OnStarted: func(admin, _ string) {
-				startedAt = time.Now()
+				startedAt, cpu0 = time.Now(), processCPU()
 				started <- admin
 			},
 			OnSettled: func(s worker.Settled) {
@@ -495,7 +505,7 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 				durations = append(durations, s.Duration)
 				outcomes[s.Outcome]++
 				if len(durations) == h.cfg.Commands {
-					end = time.Now()
+					end, cpu1 = time.Now(), processCPU()
 					close(all)
 				}
 			},
@@ -536,7 +546,7 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 		return LoopResult{}, LedgerCost{}, err
 	}
 	ledger.sample.commands = h.cfg.Commands
-	return loopResult(durations, end.Sub(startedAt)), ledger.sample.cost(), nil
+	return loopResult(durations, end.Sub(startedAt), cpu1-cpu0), ledger.sample.cost(), nil
 }
 
 // exactlyOnce checks that every command of cs was applied once, by the
@@ -590,11 +600,13 @@ func createCommandStream(ctx context.Context, js jetstream.JetStream, cfg *confi
 	return nil
 }
 
-func loopResult(durations []time.Duration, elapsed time.Duration) LoopResult {
+func loopResult(durations []time.Duration, elapsed, cpu time.Duration) LoopResult {
+	n := len(durations)
 	return LoopResult{
-		Applied: len(durations), Elapsed: elapsed,
-		PerSec: float64(len(durations)) / elapsed.Seconds(),
+		Applied: n, Elapsed: elapsed,
+		PerSec: float64(n) / elapsed.Seconds(),
 		P50:    percentile(durations, 50), P99: percentile(durations, 99),
+		CPU: cpu / time.Duration(max(n, 1)),
 	}
 }
 

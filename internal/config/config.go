@@ -39,9 +39,11 @@ type Config struct {
 	SBQueue            string
 	SBTopic            string
 	SBSubscription     string
+	SBMaxDeliveryCount int
 
 	GraphBaseURL      string
 	GraphTimeout      time.Duration
+	GraphSettle       time.Duration
 	GraphToken        string
 	RoleRequestUpdate string // on | off
 
@@ -126,8 +128,10 @@ func settings() []setting {
 		{"SERVICEBUS_QUEUE", "Service Bus queue of commands", "", false, str(func(c *Config) *string { return &c.SBQueue })},
 		{"SERVICEBUS_TOPIC", "Service Bus topic of commands (with SERVICEBUS_SUBSCRIPTION)", "", false, str(func(c *Config) *string { return &c.SBTopic })},
 		{"SERVICEBUS_SUBSCRIPTION", "Service Bus subscription of SERVICEBUS_TOPIC", "", false, str(func(c *Config) *string { return &c.SBSubscription })},
+		{"SERVICEBUS_MAX_DELIVERY_COUNT", "the entity's MaxDeliveryCount: its last delivery is dead-lettered by the worker, not handed back", "10", false, num(func(c *Config) *int { return &c.SBMaxDeliveryCount })},
 		{"GRAPH_BASE_URL", "Microsoft Graph base URL", "https://graph.microsoft.com", false, str(func(c *Config) *string { return &c.GraphBaseURL })},
 		{"GRAPH_TIMEOUT", "timeout of one Graph call", "30s", false, dur(func(c *Config) *time.Duration { return &c.GraphTimeout })},
+		{"GRAPH_UNANSWERED_SETTLE", "after a write that got no answer (timeout, reset, 504), how long Graph may still apply it: the command is not read, resent or taken over before then", "2m", false, dur(func(c *Config) *time.Duration { return &c.GraphSettle })},
 		{"GRAPH_TOKEN", "static bearer token, for development and tests only; otherwise azidentity (workload identity, managed identity, AZURE_CLIENT_SECRET / AZURE_CLIENT_CERTIFICATE_PATH)", "", true, str(func(c *Config) *string { return &c.GraphToken })},
 		{"GRAPH_ROLE_REQUEST_UPDATE", "on | off: off dead-letters role request updates as validation_failed (the PIM iteration 2 API is retired)", "on", false, str(func(c *Config) *string { return &c.RoleRequestUpdate })},
 		{"WORKER_CONCURRENCY", "commands in flight at most, per process", "16", false, num(func(c *Config) *int { return &c.Concurrency })},
@@ -261,6 +265,7 @@ func (c *Config) Validate() error {
 		bad("GRAPH_BASE_URL", "must be an https URL (http only for a loopback host): %q", c.GraphBaseURL)
 	}
 	positive(&errs, "GRAPH_TIMEOUT", c.GraphTimeout)
+	positive(&errs, "GRAPH_UNANSWERED_SETTLE", c.GraphSettle)
 	if c.RoleRequestUpdate != "on" && c.RoleRequestUpdate != "off" {
 		bad("GRAPH_ROLE_REQUEST_UPDATE", "must be on or off, not %q", c.RoleRequestUpdate)
 	}

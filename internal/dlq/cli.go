@@ -26,7 +26,13 @@ const listDescriptionWidth = 60
 
 // CmdList writes the dead letters as a table (`worker dlq list`) or, with
 // jsonLines, as one JSON object per line (`--json`).
-func CmdList(ctx context.Context, s *Store, w io.Writer, jsonLines bool) error {
+// Lister is what CmdList reads: this package's Store, or another broker's
+// dead-letter queue.
+type Lister interface {
+	List(ctx context.Context, fn func(Entry) error) error
+}
+
+func CmdList(ctx context.Context, s Lister, w io.Writer, jsonLines bool) error {
 	if jsonLines {
 		enc := json.NewEncoder(w)
 		enc.SetEscapeHTML(false)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -15,8 +16,13 @@ import (
 	"github.com/graphops/worker/internal/ledger"
 )
 
-// crashEnv makes a dead worker's messages and leases come back quickly.
-var crashEnv = map[string]string{"NATS_ACK_WAIT": "2s", "LEDGER_LEASE": "2s"}
+// crashEnv makes a dead worker's messages and leases come back quickly,
+// plus extra settings.
+func crashEnv(extra map[string]string) map[string]string {
+	env := map[string]string{"NATS_ACK_WAIT": "2s", "LEDGER_LEASE": "2s"}
+	maps.Copy(env, extra)
+	return env
+}
 
 // The crash points of internal/worker (built with -tags crashtest).
 const (
@@ -41,7 +47,7 @@ func TestAWorkerKilledAtACrashPointIsRestartedAndTheCommandTakesEffectExactlyOnc
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := newCluster(t, graphsim.Config{Latency: 10 * time.Millisecond}, crashEnv)
+			c := newCluster(t, graphsim.Config{Latency: 10 * time.Millisecond}, crashEnv(nil))
 			cmdID, arid, iid, rid := uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()
 			var (
 				data          []byte
@@ -134,9 +140,6 @@ func TestAWorkerKilledAtACrashPointIsRestartedAndTheCommandTakesEffectExactlyOnc
 				if rec, _ := c.ledgerRecord(key); !rec.Reconciled {
 					t.Error("ledger record not marked as reconciled")
 				}
-				if len(w2.logEntries("reconciled: callout no longer waiting, recorded as applied")) != 1 {
-					t.Error("worker-2 did not log the reconciliation")
-				}
 			case tc.point == afterGraph && tc.role:
 				if len(writes) != 2 || !bytes.Equal(writes[0].Body, writes[1].Body) || len(reads) != 0 {
 					t.Errorf("calls %s: want the PATCH sent again with the same body, and no read", describe(calls))
@@ -178,11 +181,8 @@ func TestAWorkerKilledWithManyCommandsInFlightLosesNoneAndAppliesNoneTwice(t *te
 	for _, point := range []string{afterGraph, afterLedger, holdingLease} {
 		t.Run("killed at "+point, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"WORKER_CONCURRENCY": "8"}
-			for k, v := range crashEnv {
-				env[k] = v
-			}
-			c := newCluster(t, graphsim.Config{Latency: 5 * time.Millisecond, Jitter: 15 * time.Millisecond}, env)
+			c := newCluster(t, graphsim.Config{Latency: 5 * time.Millisecond, Jitter: 15 * time.Millisecond},
+				crashEnv(map[string]string{"WORKER_CONCURRENCY": "8"}))
 			type instance struct{ arid, iid string }
 			var (
 				msgs      [][]byte
@@ -215,8 +215,11 @@ func TestAWorkerKilledWithManyCommandsInFlightLosesNoneAndAppliesNoneTwice(t *te
 			if st := w1.waitExit(30 * time.Second); !killedBySIGKILL(st) {
 				t.Fatalf("worker-1 ended with %s, want killed by SIGKILL at %s", st, point)
 			}
-			// Every settled command passes a crash point before its ack, so
-			// the crash leaves all of them to worker-2.
+			// Every command that would be settled passes a crash point
+			// before its ack, so the crash leaves all of them to worker-2:
+			// the one at the crash point and the others, claimed and holding
+			// request leases while they wait for the pacer (a fresh process
+			// starts with one call in flight) or for their request id.
 			w2 := c.start("worker-2", nil)
 			c.waitAcked(45 * time.Second)
 			eventually(t, 10*time.Second, "worker-2 counts every command", func() (bool, string) {

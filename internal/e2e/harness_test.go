@@ -441,11 +441,13 @@ func roleCmd(id, rid string) []byte {
 // The simulator's call log, read per command.
 
 // resumePosts counts the resume POSTs per callout instance
-// ("arid/iid", lower-cased) that named it in a complete body.
+// ("arid/iid", lower-cased) that named it in a complete body; a POST
+// refused with 429 is not counted: Graph did not take it, and it must be
+// sent again.
 func resumePosts(calls []graphsim.Call) map[string]int {
 	out := map[string]int{}
 	for _, c := range calls {
-		if c.Operation != graphsim.OpResume {
+		if c.Operation != graphsim.OpResume || c.Status == http.StatusTooManyRequests {
 			continue
 		}
 		var b struct {
@@ -460,11 +462,12 @@ func resumePosts(calls []graphsim.Call) map[string]int {
 	return out
 }
 
-// patchesByReason returns the PATCH bodies per body reason (the command id).
+// patchesByReason returns the PATCH bodies per body reason (the command
+// id), leaving out PATCHes refused with 429.
 func patchesByReason(calls []graphsim.Call) map[string][][]byte {
 	out := map[string][][]byte{}
 	for _, c := range calls {
-		if c.Operation != graphsim.OpRoleRequestUpdate {
+		if c.Operation != graphsim.OpRoleRequestUpdate || c.Status == http.StatusTooManyRequests {
 			continue
 		}
 		var b struct {

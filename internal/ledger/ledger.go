@@ -206,7 +206,9 @@ func decide(cur Record, id Identity, replay bool, now time.Time) (Decision, bool
 		}
 		// A live lease is never taken over, not even from this process:
 		// two deliveries of one command may be in flight here at once.
-		if cur.Owner == "" || !now.Before(cur.LeaseUntil) {
+		// A released claim has no lease, or one that runs until Graph has
+		// had time to finish a call that got no answer (ReleaseUntil).
+		if !now.Before(cur.LeaseUntil) {
 			return Claimed, true
 		}
 		return Busy, false
@@ -241,6 +243,15 @@ func (c *Claim) Attempted(at time.Time) {
 func (c *Claim) Release(ctx context.Context) error {
 	next := c.Record
 	next.Owner, next.LeaseUntil = "", time.Time{}
+	return c.write(ctx, "release", next)
+}
+
+// ReleaseUntil gives the claim up but keeps others off it until until: a
+// call that got no answer may still be running at Graph, and reading the
+// request before it finishes would see it waiting and resend.
+func (c *Claim) ReleaseUntil(ctx context.Context, until time.Time) error {
+	next := c.Record
+	next.Owner, next.LeaseUntil = "", until
 	return c.write(ctx, "release", next)
 }
 
@@ -312,8 +323,8 @@ type leaseRecord struct {
 }
 
 // AcquireRequest takes the lease of request id requestID, or returns
-// ErrBusy (with the time the current holder's lease ends) when another live
-// owner holds it.
+// ErrBusy (with the time the current holder's lease ends) while any lease on
+// it is live — this process's own too: two of its jobs must not share it.
 func (l *Ledger) AcquireRequest(ctx context.Context, requestID string) (*RequestLease, error) {
 	key := KeyOf("lease", strings.ToLower(requestID))
 	now := l.cfg.Now()
@@ -337,7 +348,7 @@ func (l *Ledger) AcquireRequest(ctx context.Context, requestID string) (*Request
 		if err := json.Unmarshal(e.Value, &cur); err != nil {
 			return nil, fmt.Errorf("ledger: lease %s: %w", key, err)
 		}
-		if cur.Owner != l.cfg.Owner && now.Before(cur.Until) {
+		if now.Before(cur.Until) { // also our own: two jobs of this process must not share it
 			return nil, &BusyError{Until: cur.Until}
 		}
 		rev, err = l.updateRaw(ctx, "lease", key, mine, e.Revision)
@@ -379,6 +390,18 @@ func (r *RequestLease) Renew(ctx context.Context) error {
 // Held reports whether the lease is still valid for at least margin.
 func (r *RequestLease) Held(margin time.Duration) bool {
 	return r.l.cfg.Now().Add(margin).Before(r.until)
+}
+
+// HoldUntil keeps the request lease, unrenewed, until until and forgets
+// it: no other call for the request id starts before then (see
+// Claim.ReleaseUntil).
+func (r *RequestLease) HoldUntil(ctx context.Context, until time.Time) error {
+	rev, err := r.l.updateRaw(ctx, "lease", r.key, leaseRecord{Owner: r.l.cfg.Owner, Until: until}, r.rev)
+	if err != nil {
+		return err
+	}
+	r.rev, r.until = rev, until
+	return nil
 }
 
 // Release gives the request lease up. A lease already taken over by another

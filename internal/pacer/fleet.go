@@ -179,24 +179,29 @@ func (p *Pacer) merge(st *FleetState, rep report) {
 	if st.Members == nil {
 		st.Members = map[string]Member{}
 	}
+	// Drop the members silent for longer than their lease, unless this
+	// replica was silent as long (the store was down for everyone): then
+	// the others get one more round to come back, and nobody believes it
+	// is alone for a while and sends the whole fleet's rate.
+	if self, ok := st.Members[p.cfg.ReplicaID]; ok && rep.now.Sub(self.Seen) <= p.cfg.MemberLease {
+		for id := range st.Members {
+			if id != p.cfg.ReplicaID && rep.now.Sub(st.Members[id].Seen) > p.cfg.MemberLease {
+				delete(st.Members, id)
+			}
+		}
+	}
 	if rep.leave {
 		delete(st.Members, p.cfg.ReplicaID)
 	} else {
 		st.Members[p.cfg.ReplicaID] = rep.member
 	}
-	alive := p.aliveMembers(st, rep.now)
-	for id := range st.Members {
-		if id != p.cfg.ReplicaID && rep.now.Sub(st.Members[id].Seen) > p.cfg.MemberLease {
-			delete(st.Members, id)
-		}
-	}
 	for _, e := range rep.events {
-		p.applyEvent(st, e, rep.now)
+		p.applyEvent(st, e)
 	}
 	// While the gate that ended the open phase is closed, the members
 	// report their bursts: the ramp starts from their sum.
 	if st.Curve.Mode == ModeRamp && rep.now.Before(st.Curve.From) {
-		if b := burstOf(st, alive, st.Curve.Cut); b.calls > 0 {
+		if b := burstOf(st, st.Curve.Cut); b.calls > 0 {
 			st.Curve.Burst, st.Curve.Span = b.calls, b.span
 			st.Curve.Rate = max(p.law.minRate, b.calls)
 		}
@@ -219,9 +224,8 @@ func (p *Pacer) adoptLocked(st FleetState, rep report) {
 	old := p.view
 	p.view = st
 	p.view.Members = maps.Clone(st.Members)
-	now := p.clock.Now()
 	for _, e := range later {
-		p.applyEvent(&p.view, e, now)
+		p.applyEvent(&p.view, e)
 	}
 	if old.Until.After(p.view.Until) {
 		// A gate never opens early, whatever the record says.
@@ -231,7 +235,7 @@ func (p *Pacer) adoptLocked(st FleetState, rep report) {
 		p.gateJitter = p.cfg.Rand()
 	}
 	p.events = later
-	alive := p.aliveMembers(&p.view, now)
+	alive := members(&p.view)
 	p.members = max(1, len(alive))
 	p.rank = max(0, slices.Index(alive, p.cfg.ReplicaID))
 	p.signalLocked()

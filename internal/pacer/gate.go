@@ -43,8 +43,9 @@ const (
 // Reservation is one call's place in the departure queue of a Pacer. It is
 // used by one goroutine, the one that will make the call.
 type Reservation struct {
-	p     *Pacer
-	state resState
+	p      *Pacer
+	state  resState
+	booked time.Time
 }
 
 // Reserve books the next departure slot for one call. When the call may
@@ -53,10 +54,11 @@ type Reservation struct {
 // message back to the broker when Delay is longer than it wants to hold it.
 // Reserve never blocks on the fleet's store.
 func (p *Pacer) Reserve() *Reservation {
-	r := &Reservation{p: p}
 	p.mu.Lock()
+	now := p.clock.Now()
+	r := &Reservation{p: p, booked: now}
 	p.queue = append(p.queue, r)
-	p.readyLocked(r, p.clock.Now())
+	p.readyLocked(r, now)
 	p.mu.Unlock()
 	return r
 }
@@ -184,10 +186,14 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 	}
 	p.departures.add(now)
 	if interval > 0 {
-		// Keep the cadence when the caller is a little late; an idle
-		// process earns at most half an interval of credit (no bursts).
+		// A call that waited for its slot and is a little late keeps the
+		// cadence (at most half an interval of credit); a call that finds
+		// its slot long past (the process was idle) restarts it: no
+		// bursts after a lull.
 		p.prev = at
-		if late := now.Add(-interval / 2); late.After(p.prev) {
+		if !at.After(r.booked) {
+			p.prev = now
+		} else if late := now.Add(-interval / 2); late.After(p.prev) {
 			p.prev = late
 		}
 	} else {

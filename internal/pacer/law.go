@@ -39,6 +39,8 @@ type Curve struct {
 	// seconds: once the ramp's throttle tells the limit, Graph's refill
 	// during Span is taken out of the burst.
 	Span float64 `json:"span,omitempty"`
+	// Hold is how long the rate holds before it probes (hold only).
+	Hold time.Duration `json:"hold,omitempty"`
 	// Cut is when the throttle that set this law was answered.
 	Cut time.Time `json:"cut,omitzero"`
 }
@@ -70,7 +72,7 @@ func (l law) rate(c Curve, t time.Time) float64 {
 		return f
 	case ModeHold:
 		f := c.Rate
-		if x := t.Sub(c.From) - l.holdFor; x > 0 {
+		if x := t.Sub(c.From) - c.Hold; x > 0 {
 			s := x.Seconds() / l.probeScale.Seconds()
 			f *= 1 + s*s*s
 		}
@@ -131,7 +133,7 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 		// from it, per second, and ramp up fast.
 		return Curve{Mode: ModeRamp, From: until, Rate: max(l.minRate, b.calls), Burst: b.calls, Span: b.span, Cut: at}
 	}
-	next := Curve{Mode: ModeHold, From: until, Burst: c.Burst, Cut: at}
+	next := Curve{Mode: ModeHold, From: until, Burst: c.Burst, Hold: l.holdFor, Cut: at}
 	sentAt := sent(f, caps)
 	est, ok := l.estimate(c, at, caps)
 	floor := l.minRate
@@ -142,7 +144,7 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 			// refilled: take the refill out and estimate again (twice
 			// is enough, Span is short).
 			for range 2 {
-				c.Burst = min(max(1, next.Burst-est*c.Span), next.Burst)
+				c.Burst = min(max(1, next.Burst-est.limit*c.Span), next.Burst)
 				if est, ok = l.estimate(c, at, caps); !ok {
 					break
 				}
@@ -158,16 +160,34 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 		floor = max(floor, l.decrease*sentAt)
 	}
 	if ok {
-		next.Limit = min(max(est, floor), sentAt)
-		next.Rate = max(l.minRate, (1-l.margin)*next.Limit)
+		next.Limit = min(max(est.limit, floor), sentAt)
+		// An estimate from a short drain is rough: hold it for less time,
+		// so that the probe, slow near the limit, soon measures it again.
+		// A ramp's also errs high (the last calls before the throttle
+		// come in steps the model smooths): hold further under it.
+		sure := l.sureness(est)
+		margin := l.margin
+		if c.Mode == ModeRamp {
+			margin *= min(maxMarginBoost, max(1, 1/sure))
+		}
+		next.Rate = max(l.minRate, (1-margin)*next.Limit)
+		next.Hold = time.Duration(float64(l.holdFor) * min(1, max(minHoldShare, sure)))
 		return next
 	}
 	// No estimate: classic multiplicative decrease, from what the fleet
-	// really sent.
+	// really sent, held for a short while.
 	next.Limit = sentAt
 	next.Rate = max(l.minRate, l.decrease*sentAt)
+	next.Hold = time.Duration(float64(l.holdFor) * minHoldShare)
 	return next
 }
+
+// minHoldShare is the shortest hold, as a share of HoldFor;
+// maxMarginBoost the most a rough estimate widens the margin.
+const (
+	minHoldShare   = 1.0 / 8
+	maxMarginBoost = 4.0
+)
 
 // burstSpan is the longest a burst measure may take and still count as a
 // burst: successes spread over longer show a rate, not a burst.
@@ -215,10 +235,10 @@ const estimateSteps = 2000
 // drained by c's rate runs dry exactly then. This is what makes a throttle
 // informative: a fleet that creeps over the limit learns it to within a few
 // percent and can sit just under it instead of sawing up and down.
-func (l law) estimate(c Curve, at time.Time, caps []float64) (float64, bool) {
+func (l law) estimate(c Curve, at time.Time, caps []float64) (estimate, bool) {
 	span := at.Sub(c.From)
 	if span <= 0 || c.Burst <= 0 {
-		return 0, false
+		return estimate{}, false
 	}
 	dt := span.Seconds() / estimateSteps
 	out := make([]float64, estimateSteps)
@@ -226,7 +246,7 @@ func (l law) estimate(c Curve, at time.Time, caps []float64) (float64, bool) {
 	for i := range out {
 		f := l.rate(c, c.From.Add(time.Duration((float64(i)+0.5)*dt*float64(time.Second))))
 		if math.IsInf(f, 1) {
-			return 0, false
+			return estimate{}, false
 		}
 		f = sent(f, caps)
 		out[i] = f * dt
@@ -249,7 +269,7 @@ func (l law) estimate(c Curve, at time.Time, caps []float64) (float64, bool) {
 	if !drains(0) {
 		// The fleet sent less than a burst: the throttle is not explained
 		// by this episode (Graph's bucket was not full, or others use it).
-		return 0, false
+		return estimate{}, false
 	}
 	lo := 0.0
 	for range 50 {
@@ -260,5 +280,33 @@ func (l law) estimate(c Curve, at time.Time, caps []float64) (float64, bool) {
 			hi = mid
 		}
 	}
-	return lo, true
+	// The drain is the end of the episode where the fleet sent above the
+	// estimate: the longer it lasted, the less one call more or less
+	// (calls are whole, the model is not) moves the estimate.
+	i := len(out)
+	for i > 0 && out[i-1] > lo*dt {
+		i--
+	}
+	return estimate{limit: lo, drain: float64(len(out)-i) * dt}, true
+}
+
+// estimate is a limit inferred from an episode, and how long Graph's
+// bucket drained before the throttle, seconds.
+type estimate struct {
+	limit float64
+	drain float64
+}
+
+// sureness is how much an estimate can be trusted to stay under the margin:
+// one call's worth of error over the drain, relative to the margin's half.
+// 1 or more is sure.
+func (l law) sureness(e estimate) float64 {
+	if e.limit <= 0 || e.drain <= 0 {
+		return 0
+	}
+	u := 0.5 / (e.limit * e.drain)
+	if l.margin <= 0 {
+		return 1
+	}
+	return l.margin / 2 / u
 }

@@ -75,6 +75,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math"
 	randv2 "math/rand/v2"
 	"os"
@@ -87,9 +88,9 @@ import (
 const (
 	DefaultMinRate       = 1.0
 	DefaultDecrease      = 0.7
-	DefaultMargin        = 0.02
-	DefaultRampGrowth    = 8.0
-	DefaultHoldFor       = 60 * time.Second
+	DefaultMargin        = 0.01
+	DefaultRampGrowth    = 16.0
+	DefaultHoldFor       = 2 * time.Minute
 	DefaultProbeScale    = 30 * time.Second
 	DefaultOpenAbove     = 4.0
 	DefaultJitter        = 0.5
@@ -111,13 +112,14 @@ type Config struct {
 	// estimate of the limit; default 0.7.
 	Decrease float64
 	// Margin is how far under the estimated limit the fleet holds, as a
-	// fraction; default 0.02.
+	// fraction; default 0.01.
 	Margin float64
 	// RampGrowth is the factor by which the fleet rate grows every second
-	// after the throttle that ends the open phase; default 8.
+	// after the throttle that ends the open phase; default 16.
 	RampGrowth float64
-	// HoldFor is how long the fleet rate holds under the estimate before
-	// probing upward; default 60s.
+	// HoldFor is how long the fleet rate holds under an estimate before
+	// probing upward; default 2m. A rough estimate (from a short drain)
+	// holds for less, down to an eighth.
 	HoldFor time.Duration
 	// ProbeScale sets the probe's pace: the rate is multiplied by
 	// 1+(t/ProbeScale)³, t counted from the end of the hold, so it has
@@ -252,10 +254,10 @@ type Pacer struct {
 	seq     uint64  // of the last event
 
 	queue      []*Reservation
-	prev       time.Time // slot of the last departure
-	gateJitter float64   // in [0, 1), drawn when the gate moves
-	limitedAt  time.Time // the rate last held a call back
-	departures ring      // calls that left, over the last second
+	prev       time.Time     // slot of the last departure
+	gateJitter float64       // in [0, 1), drawn when the gate moves
+	limitedAt  time.Time     // the rate last held a call back
+	departures ring          // calls that left, over the last second
 	flight     []time.Time   // departures awaiting their outcome, oldest first
 	latency    time.Duration // smoothed time from departure to outcome
 	changed    chan struct{} // closed when waiters should look again
@@ -276,11 +278,13 @@ type Pacer struct {
 
 // event is a throttle: answered at `at`, gate closed until `until`. The
 // call left about `sent` (one latency earlier): that is when the fleet had
-// sent enough to run Graph's bucket dry. self is the replica's own entry
-// then (whether it used its share, what it sent).
+// sent enough to run Graph's bucket dry. law is the Cut of the curve the
+// replica paced by; self is its own entry then (whether it used its share,
+// what it sent).
 type event struct {
 	seq             uint64
 	at, sent, until time.Time
+	law             time.Time
 	self            Member
 }
 
@@ -370,7 +374,8 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 		}
 	}
 	p.seq++
-	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter), self: p.memberLocked(now)}
+	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter),
+		law: p.view.Curve.Cut, self: p.memberLocked(now)}
 	p.events = append(p.events, e)
 	if len(p.events) > maxEvents {
 		p.events = slices.Delete(p.events, 0, len(p.events)-maxEvents)
@@ -380,7 +385,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	}
 	p.view.Members[p.cfg.ReplicaID] = e.self
 	before := p.view
-	cut := p.applyEvent(&p.view, e, now)
+	cut := p.applyEvent(&p.view, e)
 	if p.view.Until.After(before.Until) {
 		p.gateJitter = p.cfg.Rand()
 	}
@@ -469,11 +474,13 @@ func (p *Pacer) memberLocked(now time.Time) Member {
 }
 
 // applyEvent folds a throttle into st and reports whether it cut the rate.
-// now is the time of whoever applies it, for the membership.
-func (p *Pacer) applyEvent(st *FleetState, e event, now time.Time) bool {
-	if e.at.Before(st.Until) {
-		// Answered while the gate was closed: the call left before the
-		// throttle was known here, so it is the same throttle.
+func (p *Pacer) applyEvent(st *FleetState, e event) bool {
+	// Answered while the gate was closed: the call left before the
+	// throttle was known here, so it is the same throttle. Sent by a
+	// replica that did not pace by the law in force (it had just joined,
+	// or lost the store): the law is not to blame. Either way the gate
+	// holds until the Retry-After; the rate stays.
+	if e.at.Before(st.Until) || (st.Curve.Mode != ModeOpen && !e.law.Equal(st.Curve.Cut)) {
 		if e.until.After(st.Until) {
 			st.Until = e.until
 			if st.Curve.Mode != ModeOpen && st.Curve.From.Before(st.Until) {
@@ -482,12 +489,12 @@ func (p *Pacer) applyEvent(st *FleetState, e event, now time.Time) bool {
 		}
 		return false
 	}
-	alive := p.aliveMembers(st, now)
+	alive := members(st)
 	drained := e.sent
 	if drained.Before(st.Curve.From) {
 		drained = st.Curve.From
 	}
-	st.Curve = p.law.cut(st.Curve, drained, e.until, burstOf(st, alive, e.at), p.capsOf(st, alive, e.self))
+	st.Curve = p.law.cut(st.Curve, drained, e.until, burstOf(st, e.at), p.capsOf(st, alive, e.self))
 	st.Curve.Cut = e.at
 	st.Until = e.until
 	return true
@@ -518,9 +525,10 @@ const burstMatch = 5 * time.Second
 
 // burstOf estimates the fleet's burst at a throttle answered at `at` from
 // the members' measures, scaled up for the members that did not report one.
-func burstOf(st *FleetState, alive []string, at time.Time) burst {
+func burstOf(st *FleetState, at time.Time) burst {
 	var b burst
 	n := 0
+	alive := members(st)
 	for _, id := range alive {
 		m := st.Members[id]
 		if !m.BurstAt.IsZero() && m.BurstAt.Sub(at).Abs() <= burstMatch {
@@ -535,17 +543,10 @@ func burstOf(st *FleetState, alive []string, at time.Time) burst {
 	return b
 }
 
-// aliveMembers lists the members of st within their lease at now, sorted
-// (sums over them must not depend on map order).
-func (p *Pacer) aliveMembers(st *FleetState, now time.Time) []string {
-	ids := make([]string, 0, len(st.Members))
-	for id, m := range st.Members {
-		if id == p.cfg.ReplicaID || now.Sub(m.Seen) <= p.cfg.MemberLease {
-			ids = append(ids, id)
-		}
-	}
-	slices.Sort(ids)
-	return ids
+// members lists the members of st, sorted (sums over them must not
+// depend on map order). The record is pruned of dead members at each sync.
+func members(st *FleetState) []string {
+	return slices.Sorted(maps.Keys(st.Members))
 }
 
 func (p *Pacer) changedHook(rate float64, until time.Time) {

@@ -22,6 +22,11 @@ import (
 // it over reconciles a resume by reading Graph. A crash after it finds the
 // final record on redelivery and acks as a duplicate.
 
+// brokerDeadLetter is a message whose broker keeps dead letters itself.
+type brokerDeadLetter interface {
+	DeadLetter(ctx context.Context, e dlq.Entry) error
+}
+
 // applied records the command as applied and acknowledges it.
 func (j *job) applied(status int, graphRequestID string, reconciled bool) {
 	crashPoint("after-graph")
@@ -76,7 +81,13 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 	// The same delivery dead-lettered twice (a crash between the store
 	// and the ack) is stored once.
 	dedup := "graphops-dlq-" + j.m.ID() + "-" + strconv.Itoa(j.m.Delivery())
+	// A broker with its own dead-letter queue (Service Bus) moves the
+	// message itself there, which also settles it.
+	own, settles := j.m.(brokerDeadLetter)
 	if err := j.retryStore(func(ctx context.Context) error {
+		if settles {
+			return own.DeadLetter(ctx, e)
+		}
 		_, err := j.p.DeadLetters.Put(ctx, e, dedup)
 		return err
 	}); err != nil {
@@ -94,7 +105,9 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 		}
 	}
 	j.releaseRequest()
-	j.ack()
+	if !settles {
+		j.ack()
+	}
 	j.p.Metrics.DeadLettered(e.Type, string(e.Reason))
 	j.reason, j.description = string(e.Reason), e.Description
 	j.log.Warn("dead-lettered", "reason", e.Reason, "description", e.Description, "attempt", e.Attempts,
@@ -113,7 +126,14 @@ func (j *job) handBack(delay time.Duration, why string) {
 			"last delivery (%d) could not finish: %s; %s", j.m.Delivery(), why, j.lastFailure()))
 		return
 	}
-	j.releaseAll()
+	if wait := j.settleUntil.Sub(j.p.Now()); wait > 0 {
+		// A write is still unanswered: keep everyone off the command and
+		// its request id until Graph must have finished with it.
+		j.holdUntil(j.settleUntil)
+		delay = max(delay, wait+jitter(time.Second))
+	} else {
+		j.releaseAll()
+	}
 	delay = max(delay, 0)
 	if err := j.m.HandBack(context.WithoutCancel(j.p.stop), delay); err != nil {
 		j.log.Warn("hand back failed; the broker redelivers after the ack wait", "err", err)
@@ -153,6 +173,24 @@ func (j *job) releaseAll() {
 		cancel()
 	}
 	j.releaseRequest()
+}
+
+// holdUntil releases the job's claim and request lease but keeps both
+// closed to others until until.
+func (j *job) holdUntil(until time.Time) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
+	defer cancel()
+	if j.claim != nil {
+		if err := j.claim.ReleaseUntil(ctx, until); err != nil {
+			j.log.Warn("release claim", "err", err)
+		}
+	}
+	if j.lease != nil {
+		if err := j.lease.HoldUntil(ctx, until); err != nil {
+			j.log.Warn("hold request lease", "err", err)
+		}
+		j.lease = nil
+	}
 }
 
 func (j *job) releaseRequest() {

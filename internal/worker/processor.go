@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"time"
 
@@ -48,6 +49,11 @@ type Config struct {
 	// Backoff between non-throttle retries (exponential with jitter).
 	BackoffInitial time.Duration // default 500ms
 	BackoffMax     time.Duration // default 30s
+	// SettleAfterNoAnswer: after a write that got no answer (or a 504),
+	// Graph may still be working on it; the reconciling read waits this
+	// long, and nobody else picks the command up before then
+	// (GRAPH_UNANSWERED_SETTLE, default 2m).
+	SettleAfterNoAnswer time.Duration
 	// KeepAliveEvery: how often a waiting command renews its broker lease
 	// and its ledger leases (default 10s; keep it under a third of the ack
 	// wait and of the ledger lease).
@@ -72,6 +78,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.KeepAliveEvery <= 0 {
 		c.KeepAliveEvery = 10 * time.Second
+	}
+	if c.SettleAfterNoAnswer <= 0 {
+		c.SettleAfterNoAnswer = 2 * time.Minute
 	}
 }
 
@@ -155,7 +164,11 @@ type job struct {
 	unparsedSource      string
 	lastErr             *graphops.Error
 	lastTransport       error
-	lastClientReqID     string
+	// settleUntil: a write got no answer; until then Graph may still
+	// apply it, so it is neither read nor resent, nor handed to another
+	// replica, before this instant.
+	settleUntil     time.Time
+	lastClientReqID string
 }
 
 // deadline is the command's deadline, zero when it has none.
@@ -289,6 +302,11 @@ func (j *job) execute() {
 			return
 		}
 		if reconcile {
+			if wait := j.settleUntil.Sub(p.Now()); wait > 0 {
+				if !j.wait(wait) {
+					return
+				}
+			}
 			done, retryIn := j.reconcile()
 			if done {
 				return
@@ -354,6 +372,9 @@ func (j *job) execute() {
 		}
 		if v.MaybeApplied && cmd.Type == command.TypeResume {
 			reconcile = true
+			if unanswered(err) {
+				j.settleUntil = p.Now().Add(p.cfg.SettleAfterNoAnswer)
+			}
 		}
 		switch v.Class {
 		case graphops.ClassThrottled:
@@ -487,3 +508,15 @@ func (j *job) acquireRequest() bool {
 // pacerOf is the operation's pacer; New makes sure there is one for every
 // known operation.
 func (j *job) pacerOf(op command.Type) *pacer.Pacer { return j.p.Pacers[op] }
+
+// unanswered reports a write whose fate Graph has not told: no response at
+// all after the request was sent, or a gateway timeout (Graph's front door
+// gave up; the service behind it may not have).
+func unanswered(err error) bool {
+	var te *graphops.TransportError
+	if errors.As(err, &te) {
+		return te.Sent
+	}
+	var ge *graphops.Error
+	return errors.As(err, &ge) && ge.Status == http.StatusGatewayTimeout
+}

@@ -1,0 +1,326 @@
+// Package servicebus is the Azure Service Bus adapter of consumer.Source. It
+// owns the Service Bus wire: the client and its authentication, receiving
+// from a queue or a topic subscription in PeekLock mode no faster than the
+// handlers free up, settling (complete, abandon, hand-back copies,
+// dead-lettering into the entity's own dead-letter sub-queue), lock
+// renewal, turning a binary-mode CloudEvent into a structured one, and the
+// operator's view of the dead-letter sub-queue (list, show, replay, purge).
+// It does not parse or validate commands, retry Graph calls, keep the
+// ledger, or decide when a command is dead-lettered; and it does not create
+// entities or change their settings (that needs Manage rights a worker
+// should not have).
+package servicebus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/graphops/worker/internal/consumer"
+)
+
+// Receive timing. A receive waits up to receiveWait for a first message,
+// then asks again, so that slots freed meanwhile are asked for and Ready
+// notices a namespace that stopped answering. A peek that finds nothing new
+// is repeated after peekIdle.
+const (
+	receiveWait = 10 * time.Second
+	peekIdle    = 2 * time.Second
+
+	retryMin = 500 * time.Millisecond
+	retryMax = 30 * time.Second
+
+	// settleTimeout bounds the abandons at shutdown, when Run's ctx is
+	// done already.
+	settleTimeout = 10 * time.Second
+)
+
+// ErrRunning is returned by a second Run while one is running.
+var ErrRunning = errors.New("servicebus: Run is already running")
+
+// receiver is what this package uses of *azservicebus.Receiver.
+type receiver interface {
+	ReceiveMessages(ctx context.Context, maxMessages int, options *azservicebus.ReceiveMessagesOptions) ([]*azservicebus.ReceivedMessage, error)
+	PeekMessages(ctx context.Context, maxMessageCount int, options *azservicebus.PeekMessagesOptions) ([]*azservicebus.ReceivedMessage, error)
+	CompleteMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.CompleteMessageOptions) error
+	AbandonMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.AbandonMessageOptions) error
+	DeadLetterMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.DeadLetterOptions) error
+	RenewMessageLock(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.RenewMessageLockOptions) error
+	Close(ctx context.Context) error
+}
+
+// sender is what this package uses of *azservicebus.Sender.
+type sender interface {
+	SendMessage(ctx context.Context, m *azservicebus.Message, options *azservicebus.SendMessageOptions) error
+	ScheduleMessages(ctx context.Context, ms []*azservicebus.Message, at time.Time, options *azservicebus.ScheduleMessagesOptions) ([]int64, error)
+	Close(ctx context.Context) error
+}
+
+var (
+	_ receiver = (*azservicebus.Receiver)(nil)
+	_ sender   = (*azservicebus.Sender)(nil)
+)
+
+// Source receives commands from the entity.
+type Source struct {
+	cfg    Config
+	log    *slog.Logger
+	client *azservicebus.Client // nil with test fakes
+	recv   receiver
+	send   sender
+	now    func() time.Time
+
+	receiveWait, peekIdle, retryMin, retryMax time.Duration
+
+	ok      atomic.Bool // the last receive or peek worked
+	running atomic.Bool
+}
+
+var _ consumer.Source = (*Source)(nil)
+
+// New validates cfg, opens a client, a PeekLock receiver on the entity and
+// a sender to it (the topic, for a subscription), and peeks once, so that a
+// wrong name or missing rights stop start-up. A nil log discards. Close
+// the Source after Run has returned.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("servicebus config: %w", err)
+	}
+	cl, err := newClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	recv, err := newReceiver(cl, cfg, 0)
+	if err != nil {
+		_ = cl.Close(ctx)
+		return nil, fmt.Errorf("servicebus: receiver on %s: %w", cfg.entityPath(), err)
+	}
+	send, err := cl.NewSender(cfg.sendTarget(), nil)
+	if err != nil {
+		_ = cl.Close(ctx)
+		return nil, fmt.Errorf("servicebus: sender to %s: %w", cfg.sendTarget(), err)
+	}
+	s := newSource(cfg, recv, send, log)
+	s.client = cl
+	// From an explicit sequence number, which leaves the receiver's own
+	// peek position (Config.Peek) at the start.
+	first := int64(1)
+	if _, err := recv.PeekMessages(ctx, 1, &azservicebus.PeekMessagesOptions{FromSequenceNumber: &first}); err != nil {
+		_ = s.Close(ctx)
+		return nil, fmt.Errorf("servicebus: %s: %w", cfg.entityPath(), err)
+	}
+	s.ok.Store(true)
+	return s, nil
+}
+
+// newSource builds a Source on a receiver and sender; cfg is valid.
+func newSource(cfg Config, recv receiver, send sender, log *slog.Logger) *Source {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Source{
+		cfg:         cfg,
+		log:         log.With("entity", cfg.entityPath()),
+		recv:        recv,
+		send:        send,
+		now:         time.Now,
+		receiveWait: receiveWait,
+		peekIdle:    peekIdle,
+		retryMin:    retryMin,
+		retryMax:    retryMax,
+	}
+}
+
+// Ready reports that the last receive (or peek) reached the entity. It
+// makes no round trip.
+func (s *Source) Ready() bool { return s.ok.Load() }
+
+// Close closes the receiver, the sender and the client. Messages still
+// locked are released by Service Bus when their locks expire.
+func (s *Source) Close(ctx context.Context) error {
+	err := errors.Join(s.recv.Close(ctx), s.send.Close(ctx))
+	if s.client != nil {
+		err = errors.Join(err, s.client.Close(ctx))
+	}
+	return err
+}
+
+// Run receives messages and calls h for each in a goroutine of its own,
+// with at most Concurrency handlers at once. It asks Service Bus for no
+// more messages than there are free handlers, so that a message never waits
+// in this process with its lock running.
+//
+// When ctx is done Run stops receiving, abandons at once what it received
+// but did not give to a handler (except a last delivery, which abandoning
+// would dead-letter: its handler runs), waits for the running handlers to
+// return and returns nil. Errors are logged and retried with backoff (the
+// SDK has retried already); Run returns an error only when the receiver is
+// closed.
+//
+// With Config.Peek, Run browses the entity instead: each message present or
+// arriving is handled once, nothing is locked or settled.
+func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer s.running.Store(false)
+
+	free := make(chan struct{}, s.cfg.Concurrency)
+	for range s.cfg.Concurrency {
+		free <- struct{}{}
+	}
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+	start := func(m *message) {
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			defer func() { free <- struct{}{} }()
+			h(m)
+		}()
+	}
+
+	retry := time.Duration(0)
+	for {
+		n := acquire(ctx, free)
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if s.cfg.Peek {
+			err = s.peek(ctx, n, free, start)
+		} else {
+			err = s.receive(ctx, n, free, start)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			s.ok.Store(true)
+			retry = 0
+			continue
+		}
+		s.ok.Store(false)
+		var sbErr *azservicebus.Error
+		if errors.As(err, &sbErr) && sbErr.Code == azservicebus.CodeClosed {
+			return fmt.Errorf("servicebus: %s: %w", s.cfg.entityPath(), err)
+		}
+		retry = min(max(2*retry, s.retryMin), s.retryMax)
+		s.log.Warn("receive failed; retrying", "error", err, "retry_in", retry)
+		if !sleep(ctx, retry) {
+			return nil
+		}
+	}
+}
+
+// receive asks for up to n messages, n being the free slots taken from
+// free, and starts a handler for each. Slots left unused go back to free.
+func (s *Source) receive(ctx context.Context, n int, free chan struct{}, start func(*message)) error {
+	used := 0
+	defer func() {
+		for range n - used {
+			free <- struct{}{}
+		}
+	}()
+
+	rctx, cancel := context.WithTimeout(ctx, s.receiveWait)
+	defer cancel()
+	// The SDK may return messages together with a cancellation: those
+	// that had arrived when ctx ended.
+	msgs, err := s.recv.ReceiveMessages(rctx, n, nil)
+	for _, rm := range msgs {
+		m := s.newMessage(rm)
+		if (ctx.Err() != nil && !m.Last()) || used == n {
+			// Received but not started: another replica may take it
+			// now. (More than n cannot come from the SDK.)
+			s.abandon(m)
+			continue
+		}
+		used++
+		start(m)
+	}
+	switch {
+	case err != nil && rctx.Err() != nil && ctx.Err() == nil:
+		// Nothing arrived within receiveWait.
+		return nil
+	case err == nil && len(msgs) == 0:
+		// The SDK's answer after it recovered from a link error; the next
+		// receive reconnects. A pause keeps a flapping link from making
+		// this a busy loop.
+		sleep(ctx, s.retryMin)
+	}
+	return err
+}
+
+// peek browses up to n messages after the last one peeked; when there are
+// none it waits peekIdle, so that an idle entity is not polled hard.
+func (s *Source) peek(ctx context.Context, n int, free chan struct{}, start func(*message)) error {
+	used := 0
+	defer func() {
+		for range n - used {
+			free <- struct{}{}
+		}
+	}()
+	msgs, err := s.recv.PeekMessages(ctx, n, nil)
+	if err != nil {
+		return err
+	}
+	for _, rm := range msgs {
+		// Scheduled messages (hand-back copies of the real consumers)
+		// and deferred ones are not commands waiting to be processed.
+		if rm.State != azservicebus.MessageStateActive || used == n {
+			continue
+		}
+		used++
+		start(s.newMessage(rm))
+	}
+	if len(msgs) == 0 {
+		sleep(ctx, s.peekIdle)
+	}
+	return nil
+}
+
+func (s *Source) abandon(m *message) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	if err := s.recv.AbandonMessage(ctx, m.rm, nil); err != nil {
+		s.log.Warn("cannot abandon a message at shutdown; its lock will expire", "id", m.ID(), "error", err)
+	}
+}
+
+// acquire waits for one free slot, then takes every other free one too; it
+// returns how many it took, 0 when ctx is done.
+func acquire(ctx context.Context, free chan struct{}) int {
+	select {
+	case <-free:
+	case <-ctx.Done():
+		return 0
+	}
+	n := 1
+	for {
+		select {
+		case <-free:
+			n++
+		default:
+			return n
+		}
+	}
+}
+
+// sleep waits d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,95 @@
+package pacer
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+// drainAt sends whole calls at the instants the curve allows (capped at
+// cap calls/s) into a token bucket of rate r and burst b, full at c.From,
+// and returns when a call first finds no token.
+func drainAt(l law, c Curve, r, b, capRate float64) time.Time {
+	tokens, last := b, c.From
+	at := c.From
+	for sent := 0.0; ; sent++ {
+		next := l.advance(c, c.From, sent+0.5)
+		if capRate > 0 {
+			next = maxTime(next, at.Add(seconds(1/capRate)))
+		}
+		at = next
+		tokens = math.Min(b, tokens+at.Sub(last).Seconds()*r)
+		last = at
+		if tokens < 1 {
+			return at
+		}
+		tokens--
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func TestEstimateRecoversTheLimit(t *testing.T) {
+	l := law{minRate: 1, decrease: 0.7, margin: 0.01, growth: 16, openAbove: 4, holdFor: 2 * time.Minute, probeScale: 30 * time.Second}
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name      string
+		curve     Curve
+		limit     float64
+		burst     float64
+		cap       float64
+		tolerance float64
+	}{
+		{"a fleet 5% over the limit at a steady rate", Curve{Mode: ModeHold, Rate: 105, Limit: 105, Hold: time.Hour}, 100, 10, 0, 0.01},
+		{"a slow probe after a hold", Curve{Mode: ModeHold, Rate: 495, Limit: 500, Hold: 10 * time.Second}, 500, 50, 0, 0.01},
+		{"a probe at a low limit", Curve{Mode: ModeHold, Rate: 19.8, Limit: 20, Hold: 10 * time.Second}, 20, 2, 0, 0.02},
+		{"a fast ramp at a high limit", Curve{Mode: ModeRamp, Rate: 50}, 500, 50, 0, 0.02},
+		{"a fleet sending less than its rate allows", Curve{Mode: ModeHold, Rate: 1000, Limit: 1000, Hold: time.Hour}, 100, 10, 105, 0.01},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.curve
+			c.From, c.Burst = t0, tc.burst
+			at := drainAt(l, c, tc.limit, tc.burst, tc.cap)
+			var caps []float64
+			if tc.cap > 0 {
+				caps = []float64{tc.cap}
+			}
+			est, ok := l.estimate(c, at, caps)
+			if !ok {
+				t.Fatalf("no estimate for a throttle at %v", at.Sub(t0))
+			}
+			if math.Abs(est.limit-tc.limit) > tc.tolerance*tc.limit {
+				t.Errorf("estimate %.2f after %v, want %v within %v%%", est.limit, at.Sub(t0), tc.limit, 100*tc.tolerance)
+			}
+		})
+	}
+}
+
+func TestRoughEstimatesHoldLessAndFurtherUnder(t *testing.T) {
+	l := law{minRate: 1, decrease: 0.7, margin: 0.01, growth: 16, openAbove: 4, holdFor: 2 * time.Minute, probeScale: 30 * time.Second}
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	ramp := Curve{Mode: ModeRamp, From: t0, Rate: 2, Burst: 2}
+	at := drainAt(l, ramp, 20, 2, 0)
+	next := l.cut(ramp, at, at.Add(time.Second), burst{}, nil)
+	if next.Hold >= l.holdFor {
+		t.Errorf("a ramp's rough estimate holds %v, want less than HoldFor %v", next.Hold, l.holdFor)
+	}
+	if next.Rate >= (1-l.margin)*next.Limit {
+		t.Errorf("a ramp's rough estimate holds at %.2f of %.2f, want further under than the margin", next.Rate, next.Limit)
+	}
+
+	steady := Curve{Mode: ModeHold, From: t0, Rate: 495, Limit: 500, Burst: 50, Hold: 10 * time.Second}
+	at = drainAt(l, steady, 500, 50, 0)
+	next = l.cut(steady, at, at.Add(time.Second), burst{}, nil)
+	if next.Hold != l.holdFor {
+		t.Errorf("a probe's sure estimate holds %v, want HoldFor %v", next.Hold, l.holdFor)
+	}
+	if got, want := next.Rate, (1-l.margin)*next.Limit; math.Abs(got-want) > 1e-9 {
+		t.Errorf("a sure estimate holds at %v, want %v (the margin under it)", got, want)
+	}
+}
