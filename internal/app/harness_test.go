@@ -61,7 +61,7 @@ func newHarness(t *testing.T, simCfg graphsim.Config, env map[string]string) *ha
 		env: map[string]string{
 			"NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": testToken, "ADMIN_ADDR": "127.0.0.1:0",
 			"NATS_ACK_WAIT": "5s", "LEDGER_LEASE": "5s", "RETRY_INITIAL_INTERVAL": "50ms", "RETRY_MAX_INTERVAL": "200ms",
-			"SHUTDOWN_GRACE": "5s", "GRAPH_TIMEOUT": "5s", "LOG_LEVEL": "debug",
+			"SHUTDOWN_GRACE": "5s", "GRAPH_TIMEOUT": "5s", "GRAPH_UNANSWERED_SETTLE": "1s", "LOG_LEVEL": "debug",
 		}}
 	for k, v := range env {
 		h.env[k] = v

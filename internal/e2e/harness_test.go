@@ -68,7 +68,7 @@ func newCluster(t *testing.T, simCfg graphsim.Config, env map[string]string) *cl
 	t.Cleanup(func() { _ = sim.Close() })
 	base := map[string]string{
 		"NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": testToken,
-		"LOG_LEVEL": "debug", "GRAPH_TIMEOUT": "5s", "SHUTDOWN_GRACE": "3s",
+		"LOG_LEVEL": "debug", "GRAPH_TIMEOUT": "5s", "GRAPH_UNANSWERED_SETTLE": "5s", "SHUTDOWN_GRACE": "3s",
 		"RETRY_INITIAL_INTERVAL": "50ms", "RETRY_MAX_INTERVAL": "200ms",
 	}
 	maps.Copy(base, env)

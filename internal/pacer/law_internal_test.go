@@ -11,9 +11,9 @@ import (
 // and returns when a call first finds no token.
 func drainAt(l law, c Curve, r, b, capRate float64) time.Time {
 	tokens, last := b, c.From
-	at := c.From
-	for sent := 0.0; ; sent++ {
-		next := l.advance(c, c.From, sent+0.5)
+	at := l.advance(c, c.From, 0.5) // the first call leaves half an interval in
+	for {
+		next := l.advance(c, at, 1)
 		if capRate > 0 {
 			next = maxTime(next, at.Add(seconds(1/capRate)))
 		}
@@ -24,6 +24,9 @@ func drainAt(l law, c Curve, r, b, capRate float64) time.Time {
 			return at
 		}
 		tokens--
+		if at.Sub(c.From) > time.Hour {
+			panic("the bucket never ran dry")
+		}
 	}
 }
 

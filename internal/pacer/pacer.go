@@ -1,72 +1,3 @@
-// Package pacer paces the Graph calls of one operation so that a fleet of
-// worker replicas runs just under the rate Graph allows, with few 429s
-// (SPEC §3, Retries): Graph counts throttled calls against the budget, so a
-// storm of 429s prolongs throttling, and every gate a throttle closes costs
-// about a second of capacity. The winning strategy learns the limit, stays
-// just under it, and probes upward only rarely.
-//
-// It owns the departure schedule of calls (the gate a throttle closes, the
-// rate, the slow start), the rate law that adapts to Graph's answers, and
-// the state replicas share about it through a Fleet. It does not make Graph
-// calls, classify answers, parse Retry-After, retry, or keep broker leases:
-// its caller does, and reports each call's outcome.
-//
-// # Use
-//
-// One Pacer per operation and process. For each call: Reserve; when Delay
-// is 0 the call may leave, otherwise Wait (keeping the broker lease alive
-// meanwhile) or Cancel and hand the message back with that delay. After the
-// call, report exactly one outcome: Succeeded, Throttled(retryAfter) or
-// Failed. Run, in its own goroutine, shares what this replica learns with
-// the others; without it (or without a Fleet) the pacer paces this process
-// alone.
-//
-// # The algorithm
-//
-// Open. Before the first throttle there is no rate limit: Reserve takes
-// every call at once. Only a fresh process starts with a slow start: at
-// most InitialWindow calls in flight, one more for each success (the
-// window doubles every round trip and is gone after 64 calls or 10 s), so
-// that a backlog of thousands does not hit Graph at once and the first
-// throttle costs a few 429s, not a worker's whole concurrency.
-//
-// The gate. A throttle closes the gate until now+Retry-After at once in this
-// process, and in the whole fleet at the next sync: no call of the operation
-// leaves before that instant, including calls booked earlier (the schedule
-// is recomputed at every look). When the gate opens, calls leave paced, the
-// first one of each replica at a random point of its first interval.
-//
-// Pacing. Calls leave one by one at the replica's rate, which is the fleet
-// rate divided among the replicas alive in the fleet. The fleet rate is a
-// function of time set by the last throttle (a Curve), so that replicas
-// agree on it without talking:
-//
-//   - after the throttle that ends the open phase Graph's limit is unknown:
-//     the fleet rate starts at the number of calls Graph let through in the
-//     second before it (its burst, per second) and grows RampGrowth-fold
-//     every second until the next throttle;
-//   - on every later throttle, the limit is estimated from the episode
-//     that ended: Graph's bucket was full when the gate opened and ran dry
-//     at the throttle, while the fleet sent at the known rate; the limit is
-//     the refill rate that explains exactly that. The fleet rate then holds
-//     at (1-Margin) times the estimate for HoldFor, and then probes upward,
-//     slowly first (cubic in time), so that a higher limit is found again;
-//     a probe that reaches OpenAbove times the estimate without a throttle
-//     opens the pacer again. When no estimate is possible (the fleet was
-//     not using its rate, or the episode cannot explain the throttle), the
-//     rate is cut by Decrease, the classic multiplicative decrease.
-//
-// A 429 answered while the gate is already closed belongs to the same
-// throttle: it may extend the gate, it does not cut the rate again.
-//
-// The fleet. Replicas share one record per operation (a FleetState): the
-// curve, the gate and the members with their last heartbeat. Each replica
-// reads, merges and compare-and-swaps it every SyncInterval and at once
-// after a throttle. A replica that stops syncing for MemberLease is dropped
-// and the others' shares grow; Run's end removes the replica at once. Calls
-// never wait for the store: a slow or unreachable store leaves each replica
-// pacing with what it last knew, cutting its own rate on its own throttles.
-// Replica clocks are assumed synchronized to well under a second (NTP).
 package pacer
 
 import (
@@ -157,9 +88,9 @@ type Config struct {
 	// Log receives the pacer's few logs; default discard.
 	Log *slog.Logger
 	// OnChange is called with the process's rate (calls/s, +Inf when open)
-	// and the gate after every throttle and every sync round, for the
+	// and the gate after every throttle and every round of Run, for the
 	// gauges graphops_pacer_rate and graphops_throttled_until_seconds. It
-	// must not block.
+	// may be called from several goroutines at once and must not block.
 	OnChange func(rate float64, throttledUntil time.Time)
 }
 
@@ -341,11 +272,12 @@ func (p *Pacer) Succeeded() {
 // Failed reports a call that failed otherwise than by a throttle: it
 // neither raises nor lowers the rate.
 func (p *Pacer) Failed() {
+	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.landLocked(p.clock.Now())
-	if p.open && p.slowStartLocked(p.clock.Now()) {
-		p.signalLocked()
+	p.landLocked(now)
+	if p.open && p.slowStartLocked(now) {
+		p.signalLocked() // a place in the window is free
 	}
 }
 
@@ -384,9 +316,9 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 		p.view.Members = map[string]Member{}
 	}
 	p.view.Members[p.cfg.ReplicaID] = e.self
-	before := p.view
+	before := p.view.Until
 	cut := p.applyEvent(&p.view, e)
-	if p.view.Until.After(before.Until) {
+	if p.view.Until.After(before) {
 		p.gateJitter = p.cfg.Rand()
 	}
 	rate, until, curve := p.rateLocked(now), p.view.Until, p.view.Curve
@@ -565,7 +497,7 @@ const tenth = int64(100 * time.Millisecond)
 
 func (r *ring) add(t time.Time) {
 	k := t.UnixNano() / tenth
-	i := k % int64(len(r.n))
+	i := (k%int64(len(r.n)) + int64(len(r.n))) % int64(len(r.n))
 	if r.slot[i] != k {
 		r.slot[i], r.n[i] = k, 0
 	}

@@ -452,11 +452,11 @@ func TestPacingGoesOnWithoutTheStore(t *testing.T) {
 		clock := newFakeClock()
 		fleet := newMemFleet()
 		fleet.block = make(chan struct{})
-		defer close(fleet.block)
 		p := newPacer(clock, fleet, "a", 0)
 		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go p.Run(ctx)
+		ran := make(chan struct{})
+		go func() { p.Run(ctx); close(ran) }()
+		defer func() { cancel(); close(fleet.block); <-ran }()
 
 		calls := make(chan struct{})
 		go func() {
