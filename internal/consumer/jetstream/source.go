@@ -100,16 +100,13 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	}
 	defer s.running.Store(false)
 
-	free := make(chan struct{}, s.cfg.Concurrency)
-	for range s.cfg.Concurrency {
-		free <- struct{}{}
-	}
+	free := consumer.NewSlots(s.cfg.Concurrency)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 
 	retry := time.Duration(0)
 	for {
-		n := acquire(ctx, free)
+		n := free.Acquire(ctx)
 		if n == 0 {
 			return nil
 		}
@@ -126,7 +123,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 		}
 		retry = min(max(2*retry, retryMin), retryMax)
 		s.log.Warn("pull failed; retrying", "error", err, "retry_in", retry)
-		if !sleep(ctx, retry) {
+		if !consumer.Sleep(ctx, retry) {
 			return nil
 		}
 		if consumerGone(err) {
@@ -138,11 +135,11 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 // pull sends one pull request for n messages, n being the free handler slots
 // taken from free, and starts a handler for each message it brings. Slots
 // the request did not fill go back to free.
-func (s *Source) pull(ctx context.Context, n int, free chan struct{}, handlers *sync.WaitGroup, h consumer.Handler) error {
+func (s *Source) pull(ctx context.Context, n int, free consumer.Slots, handlers *sync.WaitGroup, h consumer.Handler) error {
 	started := 0
 	defer func() {
 		for range n - started {
-			free <- struct{}{}
+			free.Release()
 		}
 	}()
 
@@ -176,7 +173,7 @@ func (s *Source) pull(ctx context.Context, n int, free chan struct{}, handlers *
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
-			defer func() { free <- struct{}{} }()
+			defer func() { free.Release() }()
 			h(m)
 		}()
 	}
@@ -221,35 +218,4 @@ func (s *Source) recreate(ctx context.Context) {
 func consumerGone(err error) bool {
 	return errors.Is(err, js.ErrConsumerDeleted) || errors.Is(err, nats.ErrNoResponders) ||
 		errors.Is(err, js.ErrConsumerNotFound)
-}
-
-// acquire waits for one free slot, then takes every other free one too; it
-// returns how many it took, 0 when ctx is done.
-func acquire(ctx context.Context, free chan struct{}) int {
-	select {
-	case <-free:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
-	for {
-		select {
-		case <-free:
-			n++
-		default:
-			return n
-		}
-	}
-}
-
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -171,24 +171,21 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	}
 	defer s.running.Store(false)
 
-	free := make(chan struct{}, s.cfg.Concurrency)
-	for range s.cfg.Concurrency {
-		free <- struct{}{}
-	}
+	free := consumer.NewSlots(s.cfg.Concurrency)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	start := func(m *message) {
 		handlers.Add(1)
 		go func() {
 			defer handlers.Done()
-			defer func() { free <- struct{}{} }()
+			defer func() { free.Release() }()
 			h(m)
 		}()
 	}
 
 	retry := time.Duration(0)
 	for {
-		n := acquire(ctx, free)
+		n := free.Acquire(ctx)
 		if n == 0 {
 			return nil
 		}
@@ -213,7 +210,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 		}
 		retry = min(max(2*retry, s.retryMin), s.retryMax)
 		s.log.Warn("receive failed; retrying", "error", err, "retry_in", retry)
-		if !sleep(ctx, retry) {
+		if !consumer.Sleep(ctx, retry) {
 			return nil
 		}
 	}
@@ -221,11 +218,11 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 
 // receive asks for up to n messages, n being the free slots taken from
 // free, and starts a handler for each. Slots left unused go back to free.
-func (s *Source) receive(ctx context.Context, n int, free chan struct{}, start func(*message)) error {
+func (s *Source) receive(ctx context.Context, n int, free consumer.Slots, start func(*message)) error {
 	used := 0
 	defer func() {
 		for range n - used {
-			free <- struct{}{}
+			free.Release()
 		}
 	}()
 
@@ -253,18 +250,18 @@ func (s *Source) receive(ctx context.Context, n int, free chan struct{}, start f
 		// The SDK's answer after it recovered from a link error; the next
 		// receive reconnects. A pause keeps a flapping link from making
 		// this a busy loop.
-		sleep(ctx, s.retryMin)
+		consumer.Sleep(ctx, s.retryMin)
 	}
 	return err
 }
 
 // peek browses up to n messages after the last one peeked; when there are
 // none it waits peekIdle, so that an idle entity is not polled hard.
-func (s *Source) peek(ctx context.Context, n int, free chan struct{}, start func(*message)) error {
+func (s *Source) peek(ctx context.Context, n int, free consumer.Slots, start func(*message)) error {
 	used := 0
 	defer func() {
 		for range n - used {
-			free <- struct{}{}
+			free.Release()
 		}
 	}()
 	msgs, err := s.recv.PeekMessages(ctx, n, nil)
@@ -281,7 +278,7 @@ func (s *Source) peek(ctx context.Context, n int, free chan struct{}, start func
 		start(s.newMessage(rm))
 	}
 	if len(msgs) == 0 {
-		sleep(ctx, s.peekIdle)
+		consumer.Sleep(ctx, s.peekIdle)
 	}
 	return nil
 }
@@ -291,36 +288,5 @@ func (s *Source) abandon(m *message) {
 	defer cancel()
 	if err := s.recv.AbandonMessage(ctx, m.rm, nil); err != nil {
 		s.log.Warn("cannot abandon a message at shutdown; its lock will expire", "id", m.ID(), "error", err)
-	}
-}
-
-// acquire waits for one free slot, then takes every other free one too; it
-// returns how many it took, 0 when ctx is done.
-func acquire(ctx context.Context, free chan struct{}) int {
-	select {
-	case <-free:
-	case <-ctx.Done():
-		return 0
-	}
-	n := 1
-	for {
-		select {
-		case <-free:
-			n++
-		default:
-			return n
-		}
-	}
-}
-
-// sleep waits d or until ctx is done; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
