@@ -157,7 +157,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
 
-	if err := src.start(ctx, cfg, log); err != nil {
+	if err := src.start(ctx, cfg, log, proc.Admissible); err != nil {
 		return err
 	}
 	started.Store(true)

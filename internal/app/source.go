@@ -26,7 +26,7 @@ type source struct {
 	dead      worker.DeadLetters
 	ready     func() bool
 	close     func()
-	start     func(ctx context.Context, cfg *config.Config, log *slog.Logger) error
+	start     func(ctx context.Context, cfg *config.Config, log *slog.Logger, limit func() int) error
 }
 
 // openSource connects to the broker of WORKER_SOURCE. The consumer itself is
@@ -46,7 +46,7 @@ func openSource(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sou
 	}
 	src := &source{url: b.url, js: b.js, dead: dead, close: b.close, name: cfg.Stream,
 		ready: func() bool { return b.nc.Status() == nats.CONNECTED }}
-	src.start = func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	src.start = func(ctx context.Context, cfg *config.Config, log *slog.Logger, limit func() int) error {
 		durable := cfg.Durable
 		if cfg.DryRun {
 			durable += "-dryrun" // a dry run reads through its own consumer
@@ -57,6 +57,7 @@ func openSource(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sou
 			// The ledger, not the ack, is the authority: a lost ack only
 			// makes a redelivery that settles as a duplicate.
 			AckAsync: true,
+			Limit:    limit,
 		}, log)
 		if err != nil {
 			return fmt.Errorf("NATS_STREAM: %w", err)
@@ -81,7 +82,7 @@ func openServiceBus(cfg *config.Config) (*source, error) {
 	}
 	src := &source{name: entity, url: cfg.SBNamespace, dead: ownDeadLetters{}, close: func() {},
 		ready: func() bool { return false }}
-	src.start = func(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+	src.start = func(ctx context.Context, cfg *config.Config, log *slog.Logger, limit func() int) error {
 		// The SDK retries a namespace it cannot reach for minutes; start-up
 		// should fail fast and say why.
 		// It does not always honour the context while it cannot connect,
@@ -94,7 +95,9 @@ func openServiceBus(cfg *config.Config) (*source, error) {
 		}
 		ch := make(chan opened, 1)
 		go func() {
-			s, err := servicebus.New(sctx, sbConfig(cfg), log)
+			sb := sbConfig(cfg)
+			sb.Limit = limit
+			s, err := servicebus.New(sctx, sb, log)
 			ch <- opened{s, err}
 		}()
 		var o opened

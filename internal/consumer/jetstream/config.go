@@ -66,6 +66,9 @@ type Config struct {
 	// waits for the server's confirmation (Msg.DoubleAck), so a handler
 	// learns of an ack lost in a broker restart.
 	AckAsync bool
+	// Limit, when set, caps the messages in flight below Concurrency at
+	// what the worker can use now (see consumer.Slots); 0 pauses fetching.
+	Limit func() int
 }
 
 // ConfigError names the setting that is wrong.

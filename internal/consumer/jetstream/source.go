@@ -100,7 +100,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	}
 	defer s.running.Store(false)
 
-	free := consumer.NewSlots(s.cfg.Concurrency)
+	free := consumer.NewSlots(s.cfg.Concurrency, s.cfg.Limit)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 
@@ -135,7 +135,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 // pull sends one pull request for n messages, n being the free handler slots
 // taken from free, and starts a handler for each message it brings. Slots
 // the request did not fill go back to free.
-func (s *Source) pull(ctx context.Context, n int, free consumer.Slots, handlers *sync.WaitGroup, h consumer.Handler) error {
+func (s *Source) pull(ctx context.Context, n int, free *consumer.Slots, handlers *sync.WaitGroup, h consumer.Handler) error {
 	started := 0
 	defer func() {
 		for range n - started {

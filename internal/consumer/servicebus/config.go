@@ -62,6 +62,9 @@ type Config struct {
 	// ClientOptions are passed to the SDK client (retry settings, a
 	// websocket or proxy dialer); nil for the SDK's defaults.
 	ClientOptions *azservicebus.ClientOptions
+	// Limit, when set, caps the messages in flight below Concurrency at
+	// what the worker can use now (see consumer.Slots); 0 pauses fetching.
+	Limit func() int
 }
 
 // ConfigError names the setting that is wrong.

@@ -171,7 +171,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	}
 	defer s.running.Store(false)
 
-	free := consumer.NewSlots(s.cfg.Concurrency)
+	free := consumer.NewSlots(s.cfg.Concurrency, s.cfg.Limit)
 	var handlers sync.WaitGroup
 	defer handlers.Wait()
 	start := func(m *message) {
@@ -218,7 +218,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 
 // receive asks for up to n messages, n being the free slots taken from
 // free, and starts a handler for each. Slots left unused go back to free.
-func (s *Source) receive(ctx context.Context, n int, free consumer.Slots, start func(*message)) error {
+func (s *Source) receive(ctx context.Context, n int, free *consumer.Slots, start func(*message)) error {
 	used := 0
 	defer func() {
 		for range n - used {
@@ -257,7 +257,7 @@ func (s *Source) receive(ctx context.Context, n int, free consumer.Slots, start 
 
 // peek browses up to n messages after the last one peeked; when there are
 // none it waits peekIdle, so that an idle entity is not polled hard.
-func (s *Source) peek(ctx context.Context, n int, free consumer.Slots, start func(*message)) error {
+func (s *Source) peek(ctx context.Context, n int, free *consumer.Slots, start func(*message)) error {
 	used := 0
 	defer func() {
 		for range n - used {
