@@ -95,8 +95,20 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 	if err := fs.Parse(rest); err != nil {
 		return &UsageError{"worker dlq " + verb + ": " + err.Error()}
 	}
+	seqs, err := dlq.ParseSeqs(fs.Args())
+	if err != nil {
+		return &UsageError{"worker dlq " + verb + ": " + err.Error()}
+	}
+	switch {
+	case verb != "list" && verb != "show" && verb != "replay" && verb != "purge":
+		return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
+	case verb == "show" && len(seqs) != 1:
+		return &UsageError{"worker dlq show: want exactly one ID (the dead letter's sequence number)"}
+	case verb == "replay" && *all == (len(seqs) > 0):
+		return &UsageError{"worker dlq replay: want IDs or --all"}
+	}
 	if cfg.Source == "servicebus" {
-		return serviceBusDLQ(ctx, cfg, verb, fs.Args(), dlqFlags{*jsonOut, *all, *yes}, in, out)
+		return serviceBusDLQ(ctx, cfg, verb, seqs, dlqFlags{*jsonOut, *all, *yes}, in, out)
 	}
 	b, err := connect(ctx, cfg, log)
 	if err != nil {
@@ -111,22 +123,8 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 	case "list":
 		return dlq.CmdList(ctx, store, out, *jsonOut)
 	case "show":
-		if fs.NArg() != 1 {
-			return &UsageError{"worker dlq show: want exactly one ID (the dead letter's stream sequence)"}
-		}
-		seqs, err := dlq.ParseSeqs(fs.Args())
-		if err != nil {
-			return &UsageError{"worker dlq show: " + err.Error()}
-		}
 		return dlq.CmdShow(ctx, store, out, seqs[0])
 	case "replay":
-		if *all == (fs.NArg() > 0) {
-			return &UsageError{"worker dlq replay: want IDs or --all"}
-		}
-		seqs, err := dlq.ParseSeqs(fs.Args())
-		if err != nil {
-			return &UsageError{"worker dlq replay: " + err.Error()}
-		}
 		publish := dlq.JetStreamPublisher(b.js, jetstream.WithExpectStream(cfg.Stream))
 		return dlq.CmdReplay(ctx, store, out, seqs, *all, publish)
 	case "purge":
@@ -143,28 +141,18 @@ type dlqFlags struct{ json, all, yes bool }
 
 // serviceBusDLQ runs the dlq commands on the entity's dead-letter sub-queue;
 // an ID is the dead letter's sequence number.
-func serviceBusDLQ(ctx context.Context, cfg *config.Config, verb string, args []string, f dlqFlags, in io.Reader, out io.Writer) error {
+func serviceBusDLQ(ctx context.Context, cfg *config.Config, verb string, seqs []uint64, f dlqFlags, in io.Reader, out io.Writer) error {
 	d, err := servicebus.NewDeadLetters(sbConfig(cfg))
 	if err != nil {
 		return fmt.Errorf("SERVICEBUS_NAMESPACE: %w", err)
 	}
 	defer func() { _ = d.Close(context.WithoutCancel(ctx)) }()
-	seqs, err := dlq.ParseSeqs(args)
-	if err != nil {
-		return &UsageError{"worker dlq " + verb + ": " + err.Error()}
-	}
 	switch verb {
 	case "list":
 		return dlq.CmdList(ctx, d, out, f.json)
 	case "show":
-		if len(seqs) != 1 {
-			return &UsageError{"worker dlq show: want exactly one ID (the dead letter's sequence number)"}
-		}
 		return d.Show(ctx, out, seqs[0])
 	case "replay":
-		if f.all == (len(seqs) > 0) {
-			return &UsageError{"worker dlq replay: want IDs or --all"}
-		}
 		var done []uint64
 		if f.all {
 			done, err = d.ReplayAll(ctx)
