@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,22 +75,33 @@ func throughputCLI(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&c.RedisDB, "redis-db", 0, "REDIS_DB with -ledger redis")
 	fs.DurationVar(&c.RoundDeadline, "deadline", DefaultThroughputDeadline, "longest drain of one loop")
 	profile := fs.String("cpuprofile", "", "write a CPU profile of the last round's worker drain to this file")
+	jsonOut := fs.String("json", "", "also write the report as JSON to this file")
+	bareProfile := fs.String("bare-cpuprofile", "", "write a CPU profile of the last round's bare loop drain to this file")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
-	if *profile != "" {
-		f, err := os.Create(*profile)
+	for _, p := range []struct {
+		path string
+		to   *io.Writer
+	}{{*profile, &c.CPUProfile}, {*bareProfile, &c.BareCPUProfile}} {
+		if p.path == "" {
+			continue
+		}
+		f, err := os.Create(p.path)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		c.CPUProfile = f
+		*p.to = f
 	}
-	_, err := Throughput(ctx, c, stdout)
-	return err
+	rep, err := Throughput(ctx, c, stdout)
+	if err != nil {
+		return err
+	}
+	return writeJSON(*jsonOut, rep)
 }
 
 func pacingCLI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -103,6 +115,7 @@ func pacingCLI(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.IntVar(&c.Concurrency, "concurrency", DefaultPacingConcurrency, "WORKER_CONCURRENCY of each replica")
 	fs.DurationVar(&c.Latency, "latency", 0, "the stand-in's latency per call")
 	fs.StringVar(&c.SVGDir, "svg-dir", "", "write pacing-r<R>.svg here")
+	jsonOut := fs.String("json", "", "also write the report (every run's timeline included) as JSON to this file")
 	worker := fs.String("worker", "", "the worker binary (default: this executable); run as `<binary> run`")
 	if err := fs.Parse(args); err != nil {
 		return parseErr(err)
@@ -127,8 +140,23 @@ func pacingCLI(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *worker != "" {
 		c.Worker = []string{*worker, "run"}
 	}
-	_, err := Pacing(ctx, c, stdout)
-	return err
+	rep, err := Pacing(ctx, c, stdout)
+	if err != nil {
+		return err
+	}
+	return writeJSON(*jsonOut, rep)
+}
+
+// writeJSON writes v, indented, to path; nothing when path is empty.
+func writeJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
 }
 
 func parseErr(err error) error {

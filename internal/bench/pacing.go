@@ -71,8 +71,8 @@ type PacingConfig struct {
 	// SVGDir, when set, receives pacing-r<R>.svg: per R, the median run's
 	// applied/s and 429/s over time for each K.
 	SVGDir string
-	// DrainDeadline bounds the drain after the window (default
-	// max(30s, Duration/2)).
+	// DrainDeadline bounds the drain after the window; by default twice
+	// the time the rest of the backlog takes at R, plus 30s.
 	DrainDeadline time.Duration
 }
 
@@ -88,7 +88,6 @@ func (c *PacingConfig) Validate() error {
 	c.Runs = cmp.Or(c.Runs, DefaultPacingRuns)
 	c.Duration = cmp.Or(c.Duration, DefaultPacingDuration)
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultPacingConcurrency)
-	c.DrainDeadline = cmp.Or(c.DrainDeadline, max(30*time.Second, c.Duration/2))
 	if len(c.Worker) == 0 {
 		exe, err := os.Executable()
 		if err != nil {
@@ -177,12 +176,30 @@ type PacingCell struct {
 // Met reports the pacing goal: median applied/s ≥ 0.95 R, median 429
 // share ≤ 2 %, exactly-once in every run.
 func (c PacingCell) Met() bool {
+	return c.exactlyOnce() == len(c.Runs) && c.PerSec.Median >= GoalRate*c.Rate && c.ThrottleShare.Median <= GoalThrottleShare
+}
+
+// exactlyOnce counts the runs where nothing was lost, applied twice or
+// dead-lettered.
+func (c PacingCell) exactlyOnce() int {
+	n := 0
 	for _, r := range c.Runs {
-		if !r.ExactlyOnce() || !r.Drained {
-			return false
+		if r.ExactlyOnce() {
+			n++
 		}
 	}
-	return c.PerSec.Median >= GoalRate*c.Rate && c.ThrottleShare.Median <= GoalThrottleShare
+	return n
+}
+
+// drained counts the runs whose whole backlog was applied by the end.
+func (c PacingCell) drained() int {
+	n := 0
+	for _, r := range c.Runs {
+		if r.Drained {
+			n++
+		}
+	}
+	return n
 }
 
 // median returns the run with the median PerSec (the lower one of an even
@@ -269,22 +286,16 @@ func (c *PacingCell) summarize() {
 
 // WriteTable prints the summary as a Markdown table.
 func (r PacingReport) WriteTable(w io.Writer) {
-	fmt.Fprintf(w, "\n| R/s | replicas | runs | applied/s median (min–max) | / R | after 1st 429 | 2nd half | 429 share median (max) | exactly once | goal met | load avg |\n")
-	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(w, "\n| R/s | replicas | runs | applied/s median (min–max) | / R | after 1st 429 | 2nd half | 429 share median (max) | exactly once | drained | goal met | load avg |\n")
+	fmt.Fprintf(w, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range r.Cells {
-		once := 0
-		for _, x := range c.Runs {
-			if x.ExactlyOnce() && x.Drained {
-				once++
-			}
-		}
 		goal := "no"
 		if c.Met() {
 			goal = "yes"
 		}
-		fmt.Fprintf(w, "| %g | %d | %d | %.1f (%.1f–%.1f) | %.3f | %.1f | %.1f | %.2f %% (%.2f %%) | %d/%d | %s | %.1f |\n",
+		fmt.Fprintf(w, "| %g | %d | %d | %.1f (%.1f–%.1f) | %.3f | %.1f | %.1f | %.2f %% (%.2f %%) | %d/%d | %d/%d | %s | %.1f |\n",
 			c.Rate, c.Replicas, len(c.Runs), c.PerSec.Median, c.PerSec.Min, c.PerSec.Max, c.PerSec.Median/c.Rate,
-			c.SteadyPerSec.Median, c.LatePerSec.Median, 100*c.ThrottleShare.Median, 100*c.ThrottleShare.Max, once, len(c.Runs), goal, c.LoadAvg.Median)
+			c.SteadyPerSec.Median, c.LatePerSec.Median, 100*c.ThrottleShare.Median, 100*c.ThrottleShare.Max, c.exactlyOnce(), len(c.Runs), c.drained(), len(c.Runs), goal, c.LoadAvg.Median)
 	}
 	for _, f := range r.SVGs {
 		fmt.Fprintf(w, "wrote %s\n", f)
@@ -342,7 +353,7 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 	if err != nil {
 		return pr, err
 	}
-	if err := publish(ctx, js, resumeSubjct, cs.messages); err != nil {
+	if err := publish(ctx, js, resumeSubject, cs.messages); err != nil {
 		return pr, err
 	}
 
@@ -369,7 +380,12 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 	if !sleepCtx(ctx, cfg.Duration) {
 		return pr, ctx.Err()
 	}
-	pr.Drained = pollUntil(ctx, cfg.DrainDeadline, func() bool { return applied() >= pr.Backlog }, reps)
+	drain := cfg.DrainDeadline
+	if drain == 0 {
+		rest := float64(pr.Backlog - applied())
+		drain = 30*time.Second + time.Duration(2*rest/rate*float64(time.Second))
+	}
+	pr.Drained = pollUntil(ctx, drain, func() bool { return applied() >= pr.Backlog }, reps)
 	for _, r := range reps {
 		if err := r.stop(); err != nil {
 			return pr, fmt.Errorf("bench: %w%s", err, tails(reps))

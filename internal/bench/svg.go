@@ -55,10 +55,10 @@ func WriteSVG(w io.Writer, title string, rate float64, window time.Duration, ser
 	fmt.Fprintf(b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
 	fmt.Fprintf(b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", marginL, html.EscapeString(title))
 	legend := []struct{ color, label, dash string }{
-		{colApplied, "applied/s", ""}, {col429, "429/s", ""}, {colRate, fmt.Sprintf("R = %g/s", rate), "6 4"}, {colRate, "end of window", "2 3"},
+		{colApplied, "applied/s", ""}, {col429, "429/s (dots: seconds with 429s, and how many)", ""}, {colRate, fmt.Sprintf("R = %g/s", rate), "6 4"}, {colRate, "end of window", "2 3"},
 	}
 	for i, l := range legend {
-		x := marginL + i*150
+		x := marginL + []int{0, 110, 440, 570}[i]
 		fmt.Fprintf(b, `<line x1="%d" y1="38" x2="%d" y2="38" stroke="%s" stroke-width="2" stroke-dasharray="%s"/>`, x, x+24, l.color, l.dash)
 		fmt.Fprintf(b, `<text x="%d" y="42">%s</text>`+"\n", x+30, html.EscapeString(l.label))
 	}
@@ -95,6 +95,16 @@ func WriteSVG(w io.Writer, title string, rate float64, window time.Duration, ser
 				pts[i] = fmt.Sprintf("%.1f,%.1f", x(float64(i)+0.5), y(float64(line.value(sec))))
 			}
 			fmt.Fprintf(b, `<polyline fill="none" stroke="%s" stroke-width="1.5" points="%s"/>`+"\n", line.color, strings.Join(pts, " "))
+		}
+		// 429s are few next to the applied writes: mark each second that
+		// had any, with its count, so that they show at every scale.
+		for i, sec := range s.Seconds {
+			if sec.Throttled == 0 {
+				continue
+			}
+			cx, cy := x(float64(i)+0.5), y(float64(sec.Throttled))
+			fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="3" fill="%s"/>`, cx, cy, col429)
+			fmt.Fprintf(b, `<text x="%.1f" y="%.1f" text-anchor="middle" font-size="10" fill="%s">%d</text>`+"\n", cx, cy-6, col429, sec.Throttled)
 		}
 	}
 	fmt.Fprintln(b, "</svg>")

@@ -41,12 +41,13 @@ const (
 // simToken is the simulator's bearer token (not a Graph token).
 const simToken = "bench-token"
 
-// Names of the bare loop's stream and consumer, beside the worker's.
+// The bare loop's stream and consumer, beside the worker's; and the
+// subject the worker's resume commands are published to.
 const (
-	bareStream   = "BENCH_BARE"
-	bareSubject  = "bench.bare.resume"
-	bareDurable  = "bench-bare"
-	resumeSubjct = "graphops.commands.resume"
+	bareStream    = "BENCH_BARE"
+	bareSubject   = "bench.bare.resume"
+	bareDurable   = "bench-bare"
+	resumeSubject = "graphops.commands.resume"
 )
 
 // ErrInvalidConfig wraps every configuration error of this package.
@@ -79,10 +80,11 @@ type ThroughputConfig struct {
 	// Log receives the worker's JSON logs at LOG_LEVEL (default info, as
 	// shipped); default io.Discard, so that formatting is measured and
 	// writing is not.
-	Log io.Writer
-	// CPUProfile, when set, receives a CPU profile of the last round's
-	// worker drain.
-	CPUProfile io.Writer
+	Log io.Writer `json:"-"`
+	// CPUProfile and BareCPUProfile, when set, receive a CPU profile of
+	// the last round's worker drain and bare loop drain.
+	CPUProfile     io.Writer `json:"-"`
+	BareCPUProfile io.Writer `json:"-"`
 }
 
 // Validate fills zero fields with their defaults and reports the first
@@ -207,13 +209,13 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, out io.Writer) (Throu
 	h := &throughputRun{cfg: cfg, js: js, sim: sim, simURL: simURL, env: env}
 	for i := range cfg.Rounds {
 		var r ThroughputRound
-		profile := cfg.CPUProfile
+		profile, bareProfile := cfg.CPUProfile, cfg.BareCPUProfile
 		if i != cfg.Rounds-1 {
-			profile = nil
+			profile, bareProfile = nil, nil
 		}
 		// Alternate which loop goes first.
 		steps := []func() error{
-			func() (err error) { r.Bare, err = h.bare(ctx); return err },
+			func() (err error) { r.Bare, err = h.bare(ctx, bareProfile); return err },
 			func() (err error) { r.Worker, r.Ledger, err = h.worker(ctx, profile); return err },
 		}
 		if i%2 == 1 {
@@ -310,7 +312,7 @@ type throughputRun struct {
 
 // bare drains Commands through the bare loop: pull, POST the command's body
 // to the simulator, ack. It decodes only what the URL needs.
-func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
+func (h *throughputRun) bare(ctx context.Context, profile io.Writer) (LoopResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RoundDeadline)
 	defer cancel()
 	cs, err := newCommands(h.cfg.Commands)
@@ -350,11 +352,16 @@ func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
 		end       time.Time
 		cpu1      time.Duration
 		failures  atomic.Int64
-		lastErr   atomic.Value
+		lastErr   atomic.Value // string: errors of different types cannot share an atomic.Value
 		all       = make(chan struct{})
 		work      = make(chan delivery)
 		workers   sync.WaitGroup
 	)
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		return LoopResult{}, err
+	}
+	defer stopProfile()
 	start, cpu0 := time.Now(), processCPU()
 	it, err := cons.Messages(jetstream.PullMaxMessages(h.cfg.Concurrency))
 	if err != nil {
@@ -406,7 +413,7 @@ func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
 			for d := range work {
 				if err := handle(d); err != nil {
 					failures.Add(1)
-					lastErr.Store(err)
+					lastErr.Store(err.Error())
 					_ = d.m.Nak() // redelivered: the loop still drains every command
 					continue
 				}
@@ -425,6 +432,7 @@ func (h *throughputRun) bare(ctx context.Context) (LoopResult, error) {
 	case <-all:
 	case <-ctx.Done():
 	}
+	stopProfile()
 	it.Stop()
 	cancel()
 	workers.Wait()
@@ -460,7 +468,7 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 	if err := createCommandStream(ctx, h.js, cfg); err != nil {
 		return LoopResult{}, LedgerCost{}, err
 	}
-	if err := publish(ctx, h.js, resumeSubjct, cs.messages); err != nil {
+	if err := publish(ctx, h.js, resumeSubject, cs.messages); err != nil {
 		return LoopResult{}, LedgerCost{}, err
 	}
 	before := h.sim.Stats()
@@ -481,16 +489,9 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 	)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRun()
-	if profile != nil {
-		if err := pprof.StartCPUProfile(profile); err != nil {
-			return LoopResult{}, LedgerCost{}, fmt.Errorf("bench: cpu profile: %w", err)
-		}
-	}
-	stopProfile := func() {
-		if profile != nil {
-			pprof.StopCPUProfile()
-			profile = nil
-		}
+	stopProfile, err := startProfile(profile)
+	if err != nil {
+		return LoopResult{}, LedgerCost{}, err
 	}
 	defer stopProfile()
 	go func() {
@@ -598,6 +599,19 @@ func createCommandStream(ctx context.Context, js jetstream.JetStream, cfg *confi
 		return fmt.Errorf("bench: command stream: %w", err)
 	}
 	return nil
+}
+
+// startProfile starts a CPU profile into w (none when w is nil) and
+// returns its idempotent stop.
+func startProfile(w io.Writer) (stop func(), err error) {
+	if w == nil {
+		return func() {}, nil
+	}
+	if err := pprof.StartCPUProfile(w); err != nil {
+		return nil, fmt.Errorf("bench: cpu profile: %w", err)
+	}
+	var once sync.Once
+	return func() { once.Do(pprof.StopCPUProfile) }, nil
 }
 
 func loopResult(durations []time.Duration, elapsed, cpu time.Duration) LoopResult {
