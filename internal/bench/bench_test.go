@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -158,7 +160,7 @@ func countElements(t *testing.T, data []byte, name string) int {
 	for {
 		tok, err := d.Token()
 		if err != nil {
-			if err.Error() == "EOF" {
+			if errors.Is(err, io.EOF) {
 				return n
 			}
 			t.Fatalf("not well-formed XML: %v", err)

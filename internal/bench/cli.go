@@ -15,6 +15,8 @@ import (
 const cliUsage = `Usage:
   worker bench throughput [flags]   the worker against a bare loop (pull → POST → ack), one process
   worker bench pacing [flags]       K worker processes against a rate-limited Graph stand-in
+  worker bench plot -json FILE -svg-dir DIR
+                                    draw the SVGs again from a pacing report saved with -json
 
 Flags of each: worker bench throughput -h, worker bench pacing -h.
 `
@@ -32,6 +34,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = throughputCLI(ctx, args[1:], stdout, stderr)
 	case "pacing":
 		err = pacingCLI(ctx, args[1:], stdout, stderr)
+	case "plot":
+		err = plotCLI(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, cliUsage)
 		return 0
@@ -145,6 +149,32 @@ func pacingCLI(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	return writeJSON(*jsonOut, rep)
+}
+
+func plotCLI(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("worker bench plot", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("json", "", "a pacing report written by worker bench pacing -json")
+	dir := fs.String("svg-dir", ".", "write pacing-r<R>.svg here")
+	if err := fs.Parse(args); err != nil {
+		return parseErr(err)
+	}
+	if *from == "" || fs.NArg() > 0 {
+		return usageError{errors.New("want -json FILE and no arguments")}
+	}
+	b, err := os.ReadFile(*from)
+	if err != nil {
+		return err
+	}
+	var rep PacingReport
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", *from, err)
+	}
+	files, err := WritePacingSVGs(rep, *dir)
+	for _, f := range files {
+		fmt.Fprintf(stdout, "wrote %s\n", f)
+	}
+	return err
 }
 
 // writeJSON writes v, indented, to path; nothing when path is empty.

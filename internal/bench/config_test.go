@@ -61,6 +61,7 @@ func TestMainExitStatus(t *testing.T) {
 		{"an unknown flag is bad usage", []string{"throughput", "-frobnicate"}, 2},
 		{"an invalid setting is bad usage", []string{"throughput", "-ledger", "bolt"}, 2},
 		{"a rate that is not a number is bad usage", []string{"pacing", "-rates", "fast"}, 2},
+		{"plot without a report is bad usage", []string{"plot"}, 2},
 		{"help succeeds", []string{"help"}, 0},
 		{"a mode's help succeeds", []string{"pacing", "-h"}, 0},
 	}

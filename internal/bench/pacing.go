@@ -210,6 +210,11 @@ func (c PacingCell) median() PacingRun {
 	return runs[(len(runs)-1)/2]
 }
 
+// worst returns the run with the lowest PerSec.
+func (c PacingCell) worst() PacingRun {
+	return slices.MinFunc(c.Runs, func(a, b PacingRun) int { return cmp.Compare(a.PerSec, b.PerSec) })
+}
+
 // PacingReport is the result of Pacing.
 type PacingReport struct {
 	Config  PacingConfig // with defaults filled in
@@ -259,7 +264,7 @@ func Pacing(ctx context.Context, cfg PacingConfig, out io.Writer) (PacingReport,
 		rep.Cells[i].summarize()
 	}
 	if cfg.SVGDir != "" {
-		files, err := writePacingSVGs(rep, cfg.SVGDir)
+		files, err := WritePacingSVGs(rep, cfg.SVGDir)
 		rep.SVGs = files
 		if err != nil {
 			return rep, err

@@ -136,9 +136,14 @@ func plural(n int, what string) string {
 
 func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
-// writePacingSVGs writes pacing-r<R>.svg per rate: the median run of each
-// replica count.
-func writePacingSVGs(rep PacingReport, dir string) ([]string, error) {
+// outlier is how far under its cell's median a run must fall for the
+// figure to show it too: an operator should see that it happens.
+const outlier = 0.9
+
+// WritePacingSVGs writes pacing-r<R>.svg per rate into dir: for each replica
+// count its median run, and also its worst run when that one applied less
+// than 0.9 of the median. It returns the files written.
+func WritePacingSVGs(rep PacingReport, dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -153,6 +158,11 @@ func writePacingSVGs(rep PacingReport, dir string) ([]string, error) {
 			label := fmt.Sprintf("%s: %.1f applied/s (%.2f R) in the window, %.2f %% of write calls answered 429 (median run of %d)",
 				plural(c.Replicas, "replica"), m.PerSec, m.PerSec/rate, 100*m.ThrottleShare, len(c.Runs))
 			series = append(series, Series{Label: label, Seconds: m.Timeline})
+			if w := c.worst(); w.PerSec < outlier*m.PerSec {
+				label := fmt.Sprintf("%s, the worst of %d runs: %.1f applied/s (%.2f R) in the window, %.2f %% answered 429",
+					plural(c.Replicas, "replica"), len(c.Runs), w.PerSec, w.PerSec/rate, 100*w.ThrottleShare)
+				series = append(series, Series{Label: label, Seconds: w.Timeline})
+			}
 		}
 		name := filepath.Join(dir, "pacing-r"+num(rate)+".svg")
 		f, err := os.Create(name)

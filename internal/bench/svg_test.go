@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/xml"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,6 +56,39 @@ func TestWriteSVGDrawsBothLinesOfEachSeriesWithAPointPerSecond(t *testing.T) {
 		if !strings.Contains(all, want) {
 			t.Errorf("no text %q in the figure: %s", want, all)
 		}
+	}
+}
+
+func TestWritePacingSVGsShowsTheMedianRunAndAnOutlier(t *testing.T) {
+	run := func(perSec float64) bench.PacingRun {
+		return bench.PacingRun{Rate: 10, Replicas: 1, PerSec: perSec, Timeline: []bench.Second{{Applied: int(perSec)}}}
+	}
+	tests := []struct {
+		name      string
+		runs      []bench.PacingRun
+		polylines int
+	}{
+		{"close runs show the median only", []bench.PacingRun{run(9.5), run(9.4), run(9.6)}, 2},
+		{"a run under 0.9 of the median is shown too", []bench.PacingRun{run(9.5), run(2), run(9.6)}, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rep := bench.PacingReport{
+				Config: bench.PacingConfig{Rates: []float64{10}, Duration: time.Second},
+				Cells:  []bench.PacingCell{{Rate: 10, Replicas: 1, Runs: tt.runs}},
+			}
+			files, err := bench.WritePacingSVGs(rep, t.TempDir())
+			if err != nil || len(files) != 1 || filepath.Base(files[0]) != "pacing-r10.svg" {
+				t.Fatalf("WritePacingSVGs = %v, %v; want pacing-r10.svg", files, err)
+			}
+			data, err := os.ReadFile(files[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := countElements(t, data, "polyline"); got != tt.polylines {
+				t.Errorf("%d polylines, want %d", got, tt.polylines)
+			}
+		})
 	}
 }
 
