@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/graphops/worker/internal/consumer"
 	"io"
 	"math"
 	"os"
@@ -382,7 +383,7 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 	if !pollUntil(ctx, 30*time.Second, func() bool { return applied() > 0 }, reps) {
 		return pr, fmt.Errorf("bench: no write applied within 30s of starting the replicas%s", tails(reps))
 	}
-	if !sleepCtx(ctx, cfg.Duration) {
+	if !consumer.Sleep(ctx, cfg.Duration) {
 		return pr, ctx.Err()
 	}
 	drain := cfg.DrainDeadline
@@ -574,19 +575,8 @@ func pollUntil(ctx context.Context, d time.Duration, cond func() bool, reps []*r
 				return false
 			}
 		}
-		if time.Now().After(deadline) || !sleepCtx(ctx, 100*time.Millisecond) {
+		if time.Now().After(deadline) || !consumer.Sleep(ctx, 100*time.Millisecond) {
 			return false
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
