@@ -389,16 +389,28 @@ func TestADrainHandsWaitingCommandsBackAndAnotherWorkerFinishesThem(t *testing.T
 	}
 }
 
-func TestReadinessFollowsTheWorker(t *testing.T) {
+func TestReadinessFollowsTheBroker(t *testing.T) {
 	h := newHarness(t, seededSim(), nil)
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 200} {
+	status := func(path string) int {
 		resp, err := http.Get("http://" + h.adminAddr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Errorf("%s: %d, want %d", path, resp.StatusCode, want)
+		return resp.StatusCode
+	}
+	if a, b := status("/healthz"), status("/readyz"); a != 200 || b != 200 {
+		t.Fatalf("healthz %d, readyz %d while connected; want 200 and 200", a, b)
+	}
+	h.nats.Shutdown() // the broker goes away
+	deadline := time.Now().Add(10 * time.Second)
+	for status("/readyz") != http.StatusServiceUnavailable {
+		if time.Now().After(deadline) {
+			t.Fatal("/readyz still 200 10s after the broker went away")
 		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := status("/healthz"); got != 200 {
+		t.Fatalf("healthz %d while the broker is away; the process is alive", got)
 	}
 }

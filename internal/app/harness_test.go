@@ -16,6 +16,7 @@ import (
 	"github.com/graphops/worker/internal/config"
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphsim"
+	"github.com/graphops/worker/internal/natsembed"
 	"github.com/graphops/worker/internal/natsembed/natstest"
 	"github.com/graphops/worker/internal/worker"
 	"github.com/nats-io/nats.go"
@@ -26,6 +27,7 @@ import (
 // the Graph simulator, both on loopback.
 type harness struct {
 	t       *testing.T
+	nats    *natsembed.Server
 	natsURL string
 	js      jetstream.JetStream
 	sim     *graphsim.Sim
@@ -57,7 +59,7 @@ func newHarness(t *testing.T, simCfg graphsim.Config, env map[string]string) *ha
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sim.Close() })
-	h := &harness{t: t, natsURL: srv.URL(), js: js, sim: sim, simURL: simURL, changed: make(chan struct{}, 1),
+	h := &harness{t: t, nats: srv, natsURL: srv.URL(), js: js, sim: sim, simURL: simURL, changed: make(chan struct{}, 1),
 		env: map[string]string{
 			"NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": testToken, "ADMIN_ADDR": "127.0.0.1:0",
 			"NATS_ACK_WAIT": "5s", "LEDGER_LEASE": "5s", "RETRY_INITIAL_INTERVAL": "50ms", "RETRY_MAX_INTERVAL": "200ms",

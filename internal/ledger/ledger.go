@@ -351,7 +351,7 @@ func (l *Ledger) AcquireRequest(ctx context.Context, requestID string) (*Request
 		if now.Before(cur.Until) { // also our own: two jobs of this process must not share it
 			return nil, &BusyError{Until: cur.Until}
 		}
-		rev, err = l.updateRaw(ctx, "lease", key, mine, e.Revision)
+		rev, err = l.update(ctx, "lease", key, mine, e.Revision)
 		if errors.Is(err, ErrConflict) {
 			continue
 		}
@@ -379,7 +379,7 @@ func (e *BusyError) Is(target error) bool { return target == ErrBusy }
 // Renew extends the request lease.
 func (r *RequestLease) Renew(ctx context.Context) error {
 	next := leaseRecord{Owner: r.l.cfg.Owner, Until: r.l.cfg.Now().Add(r.l.cfg.Lease)}
-	rev, err := r.l.updateRaw(ctx, "lease", r.key, next, r.rev)
+	rev, err := r.l.update(ctx, "lease", r.key, next, r.rev)
 	if err != nil {
 		return err
 	}
@@ -396,7 +396,7 @@ func (r *RequestLease) Held(margin time.Duration) bool {
 // it: no other call for the request id starts before then (see
 // Claim.ReleaseUntil).
 func (r *RequestLease) HoldUntil(ctx context.Context, until time.Time) error {
-	rev, err := r.l.updateRaw(ctx, "lease", r.key, leaseRecord{Owner: r.l.cfg.Owner, Until: until}, r.rev)
+	rev, err := r.l.update(ctx, "lease", r.key, leaseRecord{Owner: r.l.cfg.Owner, Until: until}, r.rev)
 	if err != nil {
 		return err
 	}
@@ -446,11 +446,7 @@ func (l *Ledger) create(ctx context.Context, op, key string, v any) (uint64, err
 	return rev, err
 }
 
-func (l *Ledger) update(ctx context.Context, op, key string, v Record, rev uint64) (uint64, error) {
-	return l.updateRaw(ctx, op, key, v, rev)
-}
-
-func (l *Ledger) updateRaw(ctx context.Context, op, key string, v any, rev uint64) (uint64, error) {
+func (l *Ledger) update(ctx context.Context, op, key string, v any, rev uint64) (uint64, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, err

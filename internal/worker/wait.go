@@ -50,33 +50,15 @@ func (j *job) waitFor(delay time.Duration, r reservationWaiter) bool {
 }
 
 // keepAliveWhile runs f, renewing the broker and ledger leases meanwhile.
-// When the worker drains, f's context ends and the message is handed back.
+// When the worker drains, f's context ends and the message is handed back;
+// when a renewal fails (another owner took over), f is stopped and the job
+// abandoned.
 func (j *job) keepAliveWhile(f func(ctx context.Context) error) bool {
 	ctx, cancel := context.WithCancel(j.p.drain)
-	var wg sync.WaitGroup
-	var renewErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(j.p.cfg.KeepAliveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := j.renew(); err != nil {
-					renewErr = err
-					cancel()
-					return
-				}
-			}
-		}
-	}()
+	stopRenewing := j.renewEvery(func(error) bool { cancel(); return true })
 	err := f(ctx)
 	cancel()
-	wg.Wait()
-	switch {
+	switch renewErr := stopRenewing(); {
 	case renewErr != nil:
 		j.abandon("lease lost while waiting", renewErr)
 		return false
@@ -91,25 +73,43 @@ func (j *job) keepAliveWhile(f func(ctx context.Context) error) bool {
 // drain) while renewing the job's leases. A failed renewal cannot stop the
 // call; it is logged, and settling copes with a claim taken over meanwhile.
 func (j *job) renewDuring(f func()) {
-	stop := make(chan struct{})
+	stopRenewing := j.renewEvery(func(err error) bool {
+		j.log.Warn("lease renewal failed during a Graph call", "err", err)
+		return false
+	})
+	f()
+	stopRenewing()
+}
+
+// renewEvery renews the job's leases every KeepAliveEvery in the
+// background. A failed renewal is passed to onErr, which says whether
+// renewing stops there. The returned function stops renewing, waits for it,
+// and returns the failure that stopped it, if any. The job's claim and
+// lease must not be touched elsewhere until then.
+func (j *job) renewEvery(onErr func(error) (stop bool)) func() error {
+	done := make(chan struct{})
 	var wg sync.WaitGroup
+	var failed error
 	wg.Go(func() {
 		t := time.NewTicker(j.p.cfg.KeepAliveEvery)
 		defer t.Stop()
 		for {
 			select {
-			case <-stop:
+			case <-done:
 				return
 			case <-t.C:
-				if err := j.renew(); err != nil {
-					j.log.Warn("lease renewal failed during a Graph call", "err", err)
+				if err := j.renew(); err != nil && onErr(err) {
+					failed = err
+					return
 				}
 			}
 		}
 	})
-	f()
-	close(stop)
-	wg.Wait()
+	return func() error {
+		close(done)
+		wg.Wait()
+		return failed
+	}
 }
 
 // renew extends every lease the job holds.
