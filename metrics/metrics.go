@@ -39,11 +39,10 @@ const CodeError = "error"
 // graphops_ledger_operations_total. Callers may record other values; these are
 // the ones whose series exist from start-up.
 const (
-	LedgerOpClaim    = "claim"    // take a command's key before the Graph call
+	LedgerOpClaim    = "claim"    // take a command's key, and so its request id, before the Graph call
 	LedgerOpRenew    = "renew"    // extend a claim while a command waits
 	LedgerOpComplete = "complete" // record the outcome
 	LedgerOpRelease  = "release"  // give a key back (hand-back, shutdown)
-	LedgerOpLease    = "lease"    // take or extend a per-request-id lease
 	LedgerOpRead     = "read"     // look a key up
 
 	LedgerResultOK       = "ok"
@@ -206,7 +205,7 @@ func (m *Metrics) precreate() {
 		m.pacerRate.WithLabelValues(op)
 		m.throttledUntil.set(op, 0)
 	}
-	for _, op := range []string{LedgerOpClaim, LedgerOpRenew, LedgerOpComplete, LedgerOpRelease, LedgerOpLease, LedgerOpRead} {
+	for _, op := range []string{LedgerOpClaim, LedgerOpRenew, LedgerOpComplete, LedgerOpRelease, LedgerOpRead} {
 		for _, r := range []string{LedgerResultOK, LedgerResultConflict, LedgerResultNotFound, LedgerResultError} {
 			m.ledgerOps.WithLabelValues(op, r)
 		}

@@ -216,7 +216,7 @@ func TestRequiredSeriesExistAtZeroFromStartUp(t *testing.T) {
 			key("graphops_pacer_rate", "operation", op),
 			key("graphops_throttled_until_seconds", "operation", op))
 	}
-	for _, op := range []string{"claim", "renew", "complete", "release", "lease", "read"} {
+	for _, op := range []string{"claim", "renew", "complete", "release", "read"} {
 		for _, r := range []string{"ok", "conflict", "not_found", "error"} {
 			want = append(want, key("graphops_ledger_operations_total", "op", op, "result", r))
 		}

@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		go probe(ctx, p.Ping, &storeDown, log)
 	}
 	owner := replicaID()
-	led, err := ledger.New(store, ledger.Config{Owner: owner, Lease: cfg.LedgerLease, Observe: m.LedgerOp})
+	led, err := ledger.New(store, ledger.Config{Owner: owner, Lease: cfg.LedgerLease, Retention: cfg.LedgerRetention, Observe: m.LedgerOp})
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -280,36 +279,40 @@ func consumerState(ci *jetstream.ConsumerInfo) string {
 		ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.AckFloor.Stream)
 }
 
-// ledgerRecord reads the ledger record of key (see ledger.KeyOf).
+// ledgerRecord reads the ledger record of key (see ledger.KeyOf), wherever
+// the request record that holds it is.
 func (c *cluster) ledgerRecord(key string) (ledger.Record, bool) {
 	c.t.Helper()
-	raw, ok := c.ledgerRaw(key)
-	if !ok {
-		return ledger.Record{}, false
-	}
-	var r ledger.Record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		c.t.Fatalf("ledger %s: %v", key, err)
-	}
-	return r, true
+	r, ok := c.ledgerRecords()[key]
+	return r, ok
 }
 
-func (c *cluster) ledgerRaw(key string) ([]byte, bool) {
+// ledgerRecords reads every command record of the ledger, by key.
+func (c *cluster) ledgerRecords() map[string]ledger.Record {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	kv, err := c.js.KeyValue(ctx, ledgerBucket)
 	if err != nil {
 		c.t.Fatalf("ledger bucket: %v", err)
 	}
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, false
-	}
+	w, err := kv.Watch(ctx, "request.>", jetstream.IgnoreDeletes())
 	if err != nil {
-		c.t.Fatalf("ledger %s: %v", key, err)
+		c.t.Fatalf("ledger: %v", err)
 	}
-	return e.Value(), true
+	defer w.Stop()
+	out := map[string]ledger.Record{}
+	for e := range w.Updates() {
+		if e == nil {
+			break // the initial values are all in
+		}
+		var d ledger.RequestRecord
+		if err := json.Unmarshal(e.Value(), &d); err != nil {
+			c.t.Fatalf("ledger %s: %v", e.Key(), err)
+		}
+		maps.Copy(out, d.Commands)
+	}
+	return out
 }
 
 func (c *cluster) deadLetters() []dlq.Entry {
@@ -328,13 +331,11 @@ func (c *cluster) deadLetters() []dlq.Entry {
 }
 
 // Ledger keys, as the worker derives them (internal/worker/identity.go): a
-// resume by its callout instance, a role request update by source + id, a
-// request lease by the lower-cased request id.
+// resume by its callout instance, a role request update by source + id.
 func calloutKey(arid, iid string) string {
 	return ledger.KeyOf("callout", strings.ToLower(arid), strings.ToLower(iid))
 }
 func commandKey(source, id string) string { return ledger.KeyOf("cmd", source, id) }
-func leaseKey(requestID string) string    { return ledger.KeyOf("lease", strings.ToLower(requestID)) }
 
 // eventually polls check until it reports true, and fails the test with
 // what and the last status when within has passed.

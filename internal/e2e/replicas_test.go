@@ -209,6 +209,7 @@ func TestThreeReplicasApplyEveryCommandExactlyOnceWithoutOverlapsOrLosses(t *tes
 		t.Errorf("simulator applied %v, want %d resumes and %d role updates", st.Applied, len(instances), len(roleIDs))
 	}
 	posts := resumePosts(calls)
+	records := c.ledgerRecords()
 	for _, in := range instances {
 		key := strings.ToLower(in[0] + "/" + in[1])
 		if posts[key] != 1 {
@@ -217,7 +218,7 @@ func TestThreeReplicasApplyEveryCommandExactlyOnceWithoutOverlapsOrLosses(t *tes
 		if s, _ := c.sim.Instance(in[0], in[1]); s != graphsim.StatusCallbackReceived {
 			t.Errorf("instance %s: %s", key, s)
 		}
-		if rec, _ := c.ledgerRecord(calloutKey(in[0], in[1])); rec.State != ledger.StateApplied {
+		if rec := records[calloutKey(in[0], in[1])]; rec.State != ledger.StateApplied {
 			t.Errorf("instance %s: ledger %q, want applied", key, rec.State)
 		}
 	}

@@ -7,7 +7,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"maps"
+	"slices"
+	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,9 +30,13 @@ const (
 type Record struct {
 	State State `json:"state"`
 	// Claimed: who works on it and until when. An empty Owner is a claim
-	// its owner released (handed back to the broker): anyone may take it.
+	// its owner released (handed back to the broker): anyone may take it
+	// once LeaseUntil (zero, or the end of a settle time) has passed.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	// Token tells two claims of one owner apart (a process may take over
+	// its own expired claim from another of its jobs).
+	Token string `json:"token,omitempty"`
 	// The command that holds the key.
 	Source   string `json:"source"`
 	ID       string `json:"id"`
@@ -46,12 +53,33 @@ type Record struct {
 	Reconciled     bool      `json:"reconciled,omitempty"`
 	// Dead-lettered.
 	Reason string `json:"reason,omitempty"`
+	// SettledAt is when the record became applied or dead-lettered; it
+	// is forgotten a retention after that.
+	SettledAt time.Time `json:"settled_at,omitzero"`
+}
+
+// holds reports whether the record keeps its request closed at now: a
+// claim whose lease (or settle time) has not run out.
+func (r Record) holds(now time.Time) bool {
+	return r.State == StateClaimed && now.Before(r.LeaseUntil)
+}
+
+// RequestRecord is what the store keeps under one request key: the records
+// of every command for that Graph request id, by idempotency key. The
+// request is busy while one of them holds a live claim: that is the
+// per-request-id lease, so claiming a command and locking its request are
+// one write, and recording its outcome frees the request in the same write.
+type RequestRecord struct {
+	Commands map[string]Record `json:"commands"`
 }
 
 // Identity is what the ledger needs to know about a command.
 type Identity struct {
 	Source, ID string
-	// Key is the idempotency key: see KeyOf.
+	// Request names the Graph request the command acts on: commands for one
+	// request are serialized across the fleet.
+	Request string
+	// Key is the idempotency key within the request: see KeyOf.
 	Key string
 	// BodyHash tells JSON-equal bodies apart; two commands for one key with
 	// different hashes conflict.
@@ -66,25 +94,32 @@ func (r Record) SameCommand(id Identity) bool { return r.Source == id.Source && 
 func KeyOf(kind string, parts ...string) string {
 	h := sha256.New()
 	for _, p := range parts {
-		fmt.Fprintf(h, "%d:%s;", len(p), p)
+		h.Write([]byte(strconv.Itoa(len(p))))
+		h.Write([]byte{':'})
+		h.Write([]byte(p))
+		h.Write([]byte{';'})
 	}
 	return kind + "." + hex.EncodeToString(h.Sum(nil)[:20])
 }
+
+// RequestKey is the store key of a request's record.
+func RequestKey(request string) string { return KeyOf("request", request) }
 
 // Decision is what Begin found.
 type Decision int
 
 // Decisions of Begin.
 const (
-	// Claimed: the caller owns the key and must settle it (Complete,
-	// DeadLetter or Release).
+	// Claimed: the caller owns the key, and with it the request, and must
+	// settle it (Applied, DeadLettered or Release).
 	Claimed Decision = iota
 	// Duplicate: the command, or a JSON-equal one, is already settled.
 	Duplicate
 	// Conflict: another command for the key, with a different body, has
 	// been applied or is being applied. Record names it.
 	Conflict
-	// Busy: another live owner holds the key until Record.LeaseUntil.
+	// Busy: a live claim holds the key or the request until
+	// Record.LeaseUntil; Record is that claim.
 	Busy
 )
 
@@ -96,19 +131,27 @@ func (d Decision) String() string {
 type Config struct {
 	// Owner identifies this process in claims; unique per process.
 	Owner string
-	// Lease is how long a claim or a request lease lasts without renewal
-	// (default 30s). A crashed owner's claim is taken over after it.
+	// Lease is how long a claim lasts without renewal (default 30s). A
+	// crashed owner's claim is taken over after it.
 	Lease time.Duration
+	// Retention is how long a settled record is remembered (default 7
+	// days; keep it equal to the store's).
+	Retention time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Observe, when set, sees every store operation (for metrics).
 	Observe func(op, result string, d time.Duration)
 }
 
+// maxCommandsPerRequest bounds a request record: beyond it the oldest
+// settled records are forgotten early.
+const maxCommandsPerRequest = 256
+
 // Ledger keeps claims and outcomes in a Store.
 type Ledger struct {
-	store Store
-	cfg   Config
+	store  Store
+	cfg    Config
+	claims atomic.Uint64
 }
 
 // New returns a Ledger on s.
@@ -119,6 +162,9 @@ func New(s Store, cfg Config) (*Ledger, error) {
 	if cfg.Lease <= 0 {
 		cfg.Lease = 30 * time.Second
 	}
+	if cfg.Retention <= 0 {
+		cfg.Retention = 7 * 24 * time.Hour
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -128,12 +174,18 @@ func New(s Store, cfg Config) (*Ledger, error) {
 // Lease is the configured lease duration.
 func (l *Ledger) Lease() time.Duration { return l.cfg.Lease }
 
-// Claim is a key held by this process.
+// Claim is a key held by this process, and with it its request.
 type Claim struct {
-	l   *Ledger
-	key string
-	rev uint64
-	// Record as it stands in the store.
+	l       *Ledger
+	key     string // the idempotency key within the request
+	reqKey  string // the store key of the request record
+	token   string
+	rev     uint64 // of the request record; 0 when it is not in the store
+	doc     RequestRecord
+	held    time.Time // the lease as last written
+	settled bool
+	// Record as this process knows it (Attempted updates it before the
+	// next write).
 	Record Record
 	// Previous is the record this claim replaced when it took over from an
 	// owner that died or handed the command back (nil for a fresh claim):
@@ -141,48 +193,67 @@ type Claim struct {
 	Previous *Record
 }
 
-// Begin claims the key of id, or says why not. replay is true when the
-// message is an operator's replay of a dead letter: it may reclaim the
-// dead-lettered record of the same command.
+// Begin claims the key of id and locks its request, or says why not.
+// replay is true when the message is an operator's replay of a dead letter:
+// it may reclaim the dead-lettered record of the same command.
 func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision, *Claim, error) {
 	now := l.cfg.Now()
 	fresh := Record{State: StateClaimed, Owner: l.cfg.Owner, LeaseUntil: now.Add(l.cfg.Lease),
+		Token:  strconv.FormatUint(l.claims.Add(1), 36),
 		Source: id.Source, ID: id.ID, BodyHash: id.BodyHash}
+	c := &Claim{l: l, key: id.Key, reqKey: RequestKey(id.Request), token: fresh.Token}
+	// Most requests have no record yet: try to create it before reading.
+	doc := RequestRecord{Commands: map[string]Record{id.Key: fresh}}
+	rev, err := l.create(ctx, "claim", c.reqKey, doc)
+	if err == nil {
+		c.rev, c.doc, c.Record, c.held = rev, doc, fresh, fresh.LeaseUntil
+		return Claimed, c, nil
+	}
+	if !errors.Is(err, ErrExists) {
+		return 0, nil, err
+	}
 	for range 16 {
-		rev, err := l.create(ctx, "claim", id.Key, fresh)
-		if err == nil {
-			return Claimed, &Claim{l: l, key: id.Key, rev: rev, Record: fresh}, nil
-		}
-		if !errors.Is(err, ErrExists) {
-			return 0, nil, err
-		}
-		cur, rev, err := l.get(ctx, id.Key)
-		if errors.Is(err, ErrNotFound) {
-			continue // expired or deleted between the two calls
-		}
+		doc, rev, err := l.load(ctx, c.reqKey)
 		if err != nil {
 			return 0, nil, err
 		}
-		d, take := decide(cur, id, replay, now)
-		if !take {
-			return d, &Claim{l: l, key: id.Key, rev: rev, Record: cur}, nil
-		}
 		next := fresh
-		if cur.State == StateClaimed && cur.SameCommand(id) {
-			// Keep the progress of the command's earlier deliveries.
-			next.Attempts, next.FirstAttempt, next.LastAttempt = cur.Attempts, cur.FirstAttempt, cur.LastAttempt
+		var prev *Record
+		if cur, ok := doc.Commands[id.Key]; ok {
+			d, take := decide(cur, id, replay, now)
+			if !take {
+				return d, &Claim{l: l, Record: cur}, nil
+			}
+			if cur.State == StateClaimed && cur.SameCommand(id) {
+				// Keep the progress of the command's earlier deliveries.
+				next.Attempts, next.FirstAttempt, next.LastAttempt = cur.Attempts, cur.FirstAttempt, cur.LastAttempt
+			}
+			prev = &cur
 		}
-		nrev, err := l.update(ctx, "claim", id.Key, next, rev)
-		if errors.Is(err, ErrConflict) {
+		for k, other := range doc.Commands {
+			// A live claim of another command holds the request; also one
+			// of this process: two of its jobs must not call for one
+			// request at once.
+			if k != id.Key && other.holds(now) {
+				return Busy, &Claim{l: l, Record: other}, nil
+			}
+		}
+		ndoc := doc.with(id.Key, next, now, l.cfg.Retention)
+		if rev == 0 {
+			rev, err = l.create(ctx, "claim", c.reqKey, ndoc)
+		} else {
+			rev, err = l.update(ctx, "claim", c.reqKey, ndoc, rev)
+		}
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
 			continue // somebody else moved first; look again
 		}
 		if err != nil {
 			return 0, nil, err
 		}
-		prev := cur
-		return Claimed, &Claim{l: l, key: id.Key, rev: nrev, Record: next, Previous: &prev}, nil
+		c.rev, c.doc, c.Record, c.held, c.Previous = rev, ndoc, next, next.LeaseUntil, prev
+		return Claimed, c, nil
 	}
-	return 0, nil, fmt.Errorf("ledger: key %s: too much contention", id.Key)
+	return 0, nil, fmt.Errorf("ledger: request %s: too much contention", c.reqKey)
 }
 
 // decide says what a record found at the key means for the command id, and
@@ -208,28 +279,53 @@ func decide(cur Record, id Identity, replay bool, now time.Time) (Decision, bool
 		// two deliveries of one command may be in flight here at once.
 		// A released claim has no lease, or one that runs until Graph has
 		// had time to finish a call that got no answer (ReleaseUntil).
-		if !now.Before(cur.LeaseUntil) {
-			return Claimed, true
+		if cur.holds(now) {
+			return Busy, false
 		}
-		return Busy, false
+		return Claimed, true
 	}
 }
 
-// Renew extends the claim's lease.
+// with returns a copy of d with r at key, and without the settled records
+// that are older than the retention (or the oldest, beyond the bound).
+func (d RequestRecord) with(key string, r Record, now time.Time, retention time.Duration) RequestRecord {
+	out := make(map[string]Record, len(d.Commands)+1)
+	for k, v := range d.Commands {
+		if v.State != StateClaimed && now.Sub(v.SettledAt) > retention {
+			continue
+		}
+		out[k] = v
+	}
+	out[key] = r
+	if len(out) > maxCommandsPerRequest {
+		settled := slices.DeleteFunc(slices.Collect(maps.Keys(out)), func(k string) bool {
+			return k == key || out[k].State == StateClaimed
+		})
+		slices.SortFunc(settled, func(a, b string) int { return out[a].SettledAt.Compare(out[b].SettledAt) })
+		for _, k := range settled[:min(len(settled), len(out)-maxCommandsPerRequest)] {
+			delete(out, k)
+		}
+	}
+	return RequestRecord{Commands: out}
+}
+
+// Renew extends the claim's lease, and writes the progress noted by
+// Attempted. ErrConflict means the claim was taken over.
 func (c *Claim) Renew(ctx context.Context) error {
 	next := c.Record
 	next.LeaseUntil = c.l.cfg.Now().Add(c.l.cfg.Lease)
-	return c.write(ctx, "renew", next)
+	return c.mutate(ctx, "renew", next, c.mine)
 }
 
 // Held reports whether the claim's lease is still comfortably valid: a
 // Graph call must not start on a claim that another replica may take over
 // during the call.
 func (c *Claim) Held(margin time.Duration) bool {
-	return c.l.cfg.Now().Add(margin).Before(c.Record.LeaseUntil)
+	return c.l.cfg.Now().Add(margin).Before(c.held)
 }
 
-// Attempted records a write call about to be made.
+// Attempted notes a write call about to be made; the next write of the
+// claim records it.
 func (c *Claim) Attempted(at time.Time) {
 	c.Record.Attempts++
 	if c.Record.FirstAttempt.IsZero() {
@@ -239,204 +335,137 @@ func (c *Claim) Attempted(at time.Time) {
 }
 
 // Release gives the claim up without an outcome (the message goes back to
-// the broker), keeping the progress made so far.
+// the broker), keeping the progress made so far. The request is free again.
 func (c *Claim) Release(ctx context.Context) error {
-	next := c.Record
-	next.Owner, next.LeaseUntil = "", time.Time{}
-	return c.write(ctx, "release", next)
+	return c.ReleaseUntil(ctx, time.Time{})
 }
 
-// ReleaseUntil gives the claim up but keeps others off it until until: a
-// call that got no answer may still be running at Graph, and reading the
-// request before it finishes would see it waiting and resend.
+// ReleaseUntil gives the claim up but keeps others off it, and off its
+// request, until until: a call that got no answer may still be running at
+// Graph, and reading the request before it finishes would see it waiting
+// and resend.
 func (c *Claim) ReleaseUntil(ctx context.Context, until time.Time) error {
+	if c.settled {
+		return nil
+	}
 	next := c.Record
 	next.Owner, next.LeaseUntil = "", until
-	return c.write(ctx, "release", next)
+	return c.mutate(ctx, "release", next, c.mine)
 }
 
-// Applied records that Graph accepted the command.
+// Applied records that Graph accepted the command, which frees its request.
 func (c *Claim) Applied(ctx context.Context, status int, graphRequestID string, reconciled bool) error {
+	now := c.l.cfg.Now()
 	next := c.Record
-	next.State, next.Owner, next.LeaseUntil = StateApplied, "", time.Time{}
-	next.AppliedAt, next.GraphStatus, next.GraphRequestID, next.Reconciled = c.l.cfg.Now(), status, graphRequestID, reconciled
-	return c.settle(ctx, "complete", next)
+	next.State, next.Owner, next.LeaseUntil, next.SettledAt = StateApplied, "", time.Time{}, now
+	next.AppliedAt, next.GraphStatus, next.GraphRequestID, next.Reconciled = now, status, graphRequestID, reconciled
+	return c.settle(ctx, next)
 }
 
 // DeadLettered records that the command went to the dead-letter store.
 func (c *Claim) DeadLettered(ctx context.Context, reason string) error {
 	next := c.Record
-	next.State, next.Owner, next.LeaseUntil, next.Reason = StateDeadLettered, "", time.Time{}, reason
-	return c.settle(ctx, "complete", next)
+	next.State, next.Owner, next.LeaseUntil, next.Reason, next.SettledAt =
+		StateDeadLettered, "", time.Time{}, reason, c.l.cfg.Now()
+	return c.settle(ctx, next)
 }
 
 // settle writes a final state. If the claim was taken over meanwhile (this
 // process was too slow and its lease ran out), the outcome still has to be
 // recorded: an applied command must never look unapplied. It overwrites
 // what it finds unless that is already final.
-func (c *Claim) settle(ctx context.Context, op string, next Record) error {
-	err := c.write(ctx, op, next)
-	for i := 0; errors.Is(err, ErrConflict) && i < 8; i++ {
-		cur, rev, gerr := c.l.get(ctx, c.key)
+func (c *Claim) settle(ctx context.Context, next Record) error {
+	err := c.mutate(ctx, "complete", next, func(cur Record, ok bool) (bool, error) {
 		switch {
-		case errors.Is(gerr, ErrNotFound):
-			rev, gerr = c.l.create(ctx, op, c.key, next)
-			if gerr == nil {
-				c.rev, c.Record = rev, next
-				return nil
-			}
-			err = gerr
-			continue
-		case gerr != nil:
-			return gerr
+		case !ok:
+			return true, nil
 		case cur.State == StateApplied:
-			return nil // already final; applied wins over anything
+			return false, nil // already final; applied wins over anything
 		case cur.State == StateDeadLettered && next.State == StateDeadLettered:
+			return false, nil
+		}
+		return true, nil
+	})
+	if err == nil {
+		c.settled = true
+	}
+	return err
+}
+
+// mine lets a write through only while the record is still this claim.
+func (c *Claim) mine(cur Record, ok bool) (bool, error) {
+	if !ok || cur.State != StateClaimed || cur.Owner != c.l.cfg.Owner || cur.Token != c.token {
+		return false, fmt.Errorf("ledger: claim taken over: %w", ErrConflict)
+	}
+	return true, nil
+}
+
+// mutate writes next at the claim's key with compare-and-swap on the request
+// record, reading it again when another command's write got there first.
+// admit sees the record currently at the key and says whether to write.
+func (c *Claim) mutate(ctx context.Context, op string, next Record, admit func(cur Record, ok bool) (bool, error)) error {
+	doc, rev := c.doc, c.rev
+	for range 16 {
+		cur, ok := doc.Commands[c.key]
+		write, err := admit(cur, ok)
+		if err != nil || !write {
+			return err
+		}
+		now := c.l.cfg.Now()
+		ndoc := doc.with(c.key, next, now, c.l.cfg.Retention)
+		var nrev uint64
+		if rev == 0 {
+			nrev, err = c.l.create(ctx, op, c.reqKey, ndoc)
+		} else {
+			nrev, err = c.l.update(ctx, op, c.reqKey, ndoc, rev)
+		}
+		if err == nil {
+			c.rev, c.doc, c.Record = nrev, ndoc, next
+			if next.State == StateClaimed && next.Owner != "" {
+				c.held = next.LeaseUntil
+			}
 			return nil
 		}
-		c.rev = rev
-		err = c.write(ctx, op, next)
-	}
-	return err
-}
-
-func (c *Claim) write(ctx context.Context, op string, next Record) error {
-	rev, err := c.l.update(ctx, op, c.key, next, c.rev)
-	if err != nil {
-		return err
-	}
-	c.rev, c.Record = rev, next
-	return nil
-}
-
-// RequestLease serializes Graph calls per request id across the fleet.
-type RequestLease struct {
-	l     *Ledger
-	key   string
-	rev   uint64
-	until time.Time
-}
-
-type leaseRecord struct {
-	Owner string    `json:"owner"`
-	Until time.Time `json:"until"`
-}
-
-// AcquireRequest takes the lease of request id requestID, or returns
-// ErrBusy (with the time the current holder's lease ends) while any lease on
-// it is live — this process's own too: two of its jobs must not share it.
-func (l *Ledger) AcquireRequest(ctx context.Context, requestID string) (*RequestLease, error) {
-	key := KeyOf("lease", strings.ToLower(requestID))
-	now := l.cfg.Now()
-	mine := leaseRecord{Owner: l.cfg.Owner, Until: now.Add(l.cfg.Lease)}
-	for range 8 {
-		rev, err := l.create(ctx, "lease", key, mine)
-		if err == nil {
-			return &RequestLease{l: l, key: key, rev: rev, until: mine.Until}, nil
+		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrExists) {
+			return err
 		}
-		if !errors.Is(err, ErrExists) {
-			return nil, err
+		if doc, rev, err = c.l.load(ctx, c.reqKey); err != nil {
+			return err
 		}
-		var cur leaseRecord
-		e, err := l.getRaw(ctx, key)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if err := json.Unmarshal(e.Value, &cur); err != nil {
-			return nil, fmt.Errorf("ledger: lease %s: %w", key, err)
-		}
-		if now.Before(cur.Until) { // also our own: two jobs of this process must not share it
-			return nil, &BusyError{Until: cur.Until}
-		}
-		rev, err = l.update(ctx, "lease", key, mine, e.Revision)
-		if errors.Is(err, ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		return &RequestLease{l: l, key: key, rev: rev, until: mine.Until}, nil
 	}
-	return nil, &BusyError{Until: now.Add(time.Second)}
+	return fmt.Errorf("ledger: request %s: too much contention", c.reqKey)
 }
 
-// BusyError says a request lease is held by another owner.
-type BusyError struct{ Until time.Time }
-
-func (e *BusyError) Error() string {
-	return "ledger: request busy until " + e.Until.UTC().Format(time.RFC3339Nano)
-}
-
-// ErrBusy matches a *BusyError with errors.Is.
-var ErrBusy = errors.New("ledger: request busy")
-
-// Is makes errors.Is(err, ErrBusy) true for a *BusyError.
-func (e *BusyError) Is(target error) bool { return target == ErrBusy }
-
-// Renew extends the request lease.
-func (r *RequestLease) Renew(ctx context.Context) error {
-	next := leaseRecord{Owner: r.l.cfg.Owner, Until: r.l.cfg.Now().Add(r.l.cfg.Lease)}
-	rev, err := r.l.update(ctx, "lease", r.key, next, r.rev)
-	if err != nil {
-		return err
-	}
-	r.rev, r.until = rev, next.Until
-	return nil
-}
-
-// Held reports whether the lease is still valid for at least margin.
-func (r *RequestLease) Held(margin time.Duration) bool {
-	return r.l.cfg.Now().Add(margin).Before(r.until)
-}
-
-// HoldUntil keeps the request lease, unrenewed, until until and forgets
-// it: no other call for the request id starts before then (see
-// Claim.ReleaseUntil).
-func (r *RequestLease) HoldUntil(ctx context.Context, until time.Time) error {
-	rev, err := r.l.update(ctx, "lease", r.key, leaseRecord{Owner: r.l.cfg.Owner, Until: until}, r.rev)
-	if err != nil {
-		return err
-	}
-	r.rev, r.until = rev, until
-	return nil
-}
-
-// Release gives the request lease up. A lease already taken over by another
-// owner is left alone.
-func (r *RequestLease) Release(ctx context.Context) error {
-	start := time.Now()
-	err := r.l.store.Delete(ctx, r.key, r.rev)
-	r.l.observe("release", err, start)
-	if errors.Is(err, ErrConflict) {
-		return nil
-	}
-	return err
-}
-
-func (l *Ledger) get(ctx context.Context, key string) (Record, uint64, error) {
-	e, err := l.getRaw(ctx, key)
-	if err != nil {
-		return Record{}, 0, err
-	}
-	var r Record
-	if err := json.Unmarshal(e.Value, &r); err != nil {
-		return Record{}, 0, fmt.Errorf("ledger: record %s: %w", key, err)
-	}
-	return r, e.Revision, nil
-}
-
-func (l *Ledger) getRaw(ctx context.Context, key string) (Entry, error) {
+// load reads a request record; an absent one is empty with revision 0.
+func (l *Ledger) load(ctx context.Context, key string) (RequestRecord, uint64, error) {
 	start := time.Now()
 	e, err := l.store.Get(ctx, key)
 	l.observe("read", err, start)
-	return e, err
+	if errors.Is(err, ErrNotFound) {
+		return RequestRecord{}, 0, nil
+	}
+	if err != nil {
+		return RequestRecord{}, 0, err
+	}
+	var d RequestRecord
+	if err := json.Unmarshal(e.Value, &d); err != nil {
+		return RequestRecord{}, 0, fmt.Errorf("ledger: record %s: %w", key, err)
+	}
+	return d, e.Revision, nil
 }
 
-func (l *Ledger) create(ctx context.Context, op, key string, v any) (uint64, error) {
-	b, err := json.Marshal(v)
+// Lookup returns the record of id, if the ledger has one.
+func (l *Ledger) Lookup(ctx context.Context, id Identity) (Record, bool, error) {
+	d, _, err := l.load(ctx, RequestKey(id.Request))
+	if err != nil {
+		return Record{}, false, err
+	}
+	r, ok := d.Commands[id.Key]
+	return r, ok, nil
+}
+
+func (l *Ledger) create(ctx context.Context, op, key string, d RequestRecord) (uint64, error) {
+	b, err := json.Marshal(d)
 	if err != nil {
 		return 0, err
 	}
@@ -446,8 +475,8 @@ func (l *Ledger) create(ctx context.Context, op, key string, v any) (uint64, err
 	return rev, err
 }
 
-func (l *Ledger) update(ctx context.Context, op, key string, v any, rev uint64) (uint64, error) {
-	b, err := json.Marshal(v)
+func (l *Ledger) update(ctx context.Context, op, key string, d RequestRecord, rev uint64) (uint64, error) {
+	b, err := json.Marshal(d)
 	if err != nil {
 		return 0, err
 	}

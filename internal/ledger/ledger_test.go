@@ -83,8 +83,14 @@ func replica(t *testing.T, s ledger.Store, owner string, c *clock) *ledger.Ledge
 	return l
 }
 
+// identity is a command for the one callout instance "inst" of request "req".
 func identity(id, body string) ledger.Identity {
-	return ledger.Identity{Source: "urn:test", ID: id, Key: ledger.KeyOf("callout", "req", "inst"), BodyHash: body}
+	return ledger.Identity{Source: "urn:test", ID: id, Request: "resume:req", Key: ledger.KeyOf("callout", "req", "inst"), BodyHash: body}
+}
+
+// onRequest is a command with a key of its own on request req.
+func onRequest(req, id string) ledger.Identity {
+	return ledger.Identity{Source: "urn:test", ID: id, Request: req, Key: ledger.KeyOf("cmd", "urn:test", id), BodyHash: "h-" + id}
 }
 
 func TestLedgerConformance(t *testing.T) {
@@ -251,64 +257,159 @@ func runLedgerCases(t *testing.T, b backend) {
 		}
 	})
 
-	t.Run("a request lease admits one owner at a time until released or expired", func(t *testing.T) {
+	t.Run("a request admits one command at a time until its claim settles, is released or runs out", func(t *testing.T) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		a, bb := replica(t, s, "a", c), replica(t, s, "b", c)
-		la, err := a.AcquireRequest(ctx, "REQ-1")
+		_, c1, err := a.Begin(ctx, onRequest("resume:req-1", "cmd-1"), false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bb.AcquireRequest(ctx, "req-1"); !errors.Is(err, ledger.ErrBusy) {
-			t.Fatalf("second owner (ids differ only in case): %v, want ErrBusy", err)
+		d, busy, err := bb.Begin(ctx, onRequest("resume:req-1", "cmd-2"), false)
+		if err != nil || d != ledger.Busy || busy.Record.ID != "cmd-1" || !busy.Record.LeaseUntil.After(c.Now()) {
+			t.Fatalf("another command for the busy request: %s %+v %v, want busy naming cmd-1 and its lease", d, busy, err)
 		}
-		if err := la.Release(ctx); err != nil {
+		if d, _, _ := a.Begin(ctx, onRequest("resume:req-1", "cmd-3"), false); d != ledger.Busy {
+			t.Fatalf("a second job of the holder's own process: %s, want busy", d)
+		}
+		if d, _, _ := bb.Begin(ctx, onRequest("resume:req-other", "cmd-2"), false); d != ledger.Claimed {
+			t.Fatalf("a command for another request: %s, want claimed", d)
+		}
+		if err := c1.Applied(ctx, 204, "g1", false); err != nil {
 			t.Fatal(err)
 		}
-		lb, err := bb.AcquireRequest(ctx, "req-1")
-		if err != nil {
-			t.Fatalf("after release: %v", err)
+		d, c3, err := bb.Begin(ctx, onRequest("resume:req-1", "cmd-3"), false)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("after the holder applied: %s %v, want claimed", d, err)
+		}
+		if err := c3.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, c4, _ := a.Begin(ctx, onRequest("resume:req-1", "cmd-4"), false)
+		if c4 == nil || c4.Record.ID != "cmd-4" {
+			t.Fatalf("after a release: %+v, want cmd-4 claimed", c4)
 		}
 		c.Advance(20 * time.Second)
-		if err := lb.Renew(ctx); err != nil {
+		if err := c4.Renew(ctx); err != nil {
 			t.Fatal(err)
 		}
 		c.Advance(20 * time.Second)
-		if _, err := a.AcquireRequest(ctx, "req-1"); !errors.Is(err, ledger.ErrBusy) {
-			t.Fatalf("renewed lease: %v, want ErrBusy", err)
+		if d, _, _ := bb.Begin(ctx, onRequest("resume:req-1", "cmd-5"), false); d != ledger.Busy {
+			t.Fatalf("renewed claim: %s, want busy", d)
 		}
 		c.Advance(11 * time.Second)
-		la2, err := a.AcquireRequest(ctx, "req-1")
-		if err != nil {
-			t.Fatalf("after the lease expired: %v", err)
+		d, c5, err := bb.Begin(ctx, onRequest("resume:req-1", "cmd-5"), false)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("after the lease ran out: %s %v, want claimed", d, err)
 		}
-		if err := lb.Release(ctx); err != nil { // the old holder's release must not free the new holder's lease
+		// The old holder's late release and renewal touch only its own,
+		// expired claim: they must not free the request from cmd-5.
+		if err := c4.Release(ctx); !errors.Is(err, ledger.ErrConflict) && err != nil {
 			t.Fatal(err)
 		}
-		if _, err := bb.AcquireRequest(ctx, "req-1"); !errors.Is(err, ledger.ErrBusy) {
-			t.Fatalf("a stale release freed the lease: %v", err)
+		if d, _, _ := a.Begin(ctx, onRequest("resume:req-1", "cmd-6"), false); d != ledger.Busy {
+			t.Fatalf("a stale release freed the request: %s, want busy", d)
 		}
-		_ = la2.Release(ctx)
+		if err := c5.Applied(ctx, 204, "g5", false); err != nil {
+			t.Fatal(err)
+		}
+		// Every outcome is still there, each under its own key.
+		for id, want := range map[string]ledger.Decision{"cmd-1": ledger.Duplicate, "cmd-5": ledger.Duplicate, "cmd-4": ledger.Claimed} {
+			d, cl, err := a.Begin(ctx, onRequest("resume:req-1", id), false)
+			if err != nil || d != want {
+				t.Errorf("%s afterwards: %s %v, want %s", id, d, err, want)
+			}
+			if d == ledger.Claimed {
+				_ = cl.Release(ctx)
+			}
+		}
 	})
 
-	t.Run("a request lease is held by exactly one of many racing replicas", func(t *testing.T) {
+	t.Run("a request is held by exactly one of many racing replicas, each with its own command", func(t *testing.T) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
-		var won atomic.Int64
+		var won, busy atomic.Int64
 		var wg sync.WaitGroup
 		for i := range 16 {
 			wg.Go(func() {
-				_, err := replica(t, s, fmt.Sprintf("r%d", i), c).AcquireRequest(ctx, "req-race")
-				if err == nil {
-					won.Add(1)
-				} else if !errors.Is(err, ledger.ErrBusy) {
+				d, _, err := replica(t, s, fmt.Sprintf("r%d", i), c).Begin(ctx, onRequest("resume:req-race", fmt.Sprintf("cmd-%d", i)), false)
+				switch {
+				case err != nil:
 					t.Error(err)
+				case d == ledger.Claimed:
+					won.Add(1)
+				case d == ledger.Busy:
+					busy.Add(1)
 				}
 			})
 		}
 		wg.Wait()
-		if won.Load() != 1 {
-			t.Fatalf("%d holders, want 1", won.Load())
+		if won.Load() != 1 || busy.Load() != 15 {
+			t.Fatalf("%d holders and %d busy, want 1 and 15", won.Load(), busy.Load())
+		}
+	})
+
+	t.Run("a release with a settle time keeps the command and its request closed until then", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		a, bb := replica(t, s, "a", c), replica(t, s, "b", c)
+		_, cl, _ := a.Begin(ctx, onRequest("resume:req-1", "cmd-1"), false)
+		if err := cl.ReleaseUntil(ctx, c.Now().Add(2*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if d, _, _ := bb.Begin(ctx, onRequest("resume:req-1", "cmd-1"), false); d != ledger.Busy {
+			t.Fatalf("the same command inside the settle time: %s, want busy", d)
+		}
+		if d, _, _ := bb.Begin(ctx, onRequest("resume:req-1", "cmd-2"), false); d != ledger.Busy {
+			t.Fatalf("another command of the request inside the settle time: %s, want busy", d)
+		}
+		c.Advance(2*time.Minute + time.Second)
+		d, again, err := bb.Begin(ctx, onRequest("resume:req-1", "cmd-1"), false)
+		if err != nil || d != ledger.Claimed || again.Previous == nil {
+			t.Fatalf("after the settle time: %s %v, want claimed over the released claim", d, err)
+		}
+	})
+
+	t.Run("a process taking over its own expired claim leaves the old job nothing to write", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		a := replica(t, s, "a", c)
+		_, old, _ := a.Begin(ctx, identity("cmd-1", "h1"), false)
+		c.Advance(31 * time.Second)
+		d, heir, err := a.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("takeover by the same owner: %s %v", d, err)
+		}
+		if err := old.Renew(ctx); !errors.Is(err, ledger.ErrConflict) {
+			t.Fatalf("the old job renewed over its heir: %v, want ErrConflict", err)
+		}
+		if err := heir.Renew(ctx); err != nil {
+			t.Fatalf("the heir's renewal: %v", err)
+		}
+	})
+
+	t.Run("settled records are forgotten a retention after they settled, even while the request lives on", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		l, err := ledger.New(s, ledger.Config{Owner: "a", Lease: 30 * time.Second, Retention: time.Hour, Now: c.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, c1, _ := l.Begin(ctx, onRequest("role:req-1", "cmd-1"), false)
+		if err := c1.Applied(ctx, 200, "g1", false); err != nil {
+			t.Fatal(err)
+		}
+		c.Advance(30 * time.Minute)
+		_, c2, _ := l.Begin(ctx, onRequest("role:req-1", "cmd-2"), false)
+		_ = c2.Applied(ctx, 200, "g2", false)
+		c.Advance(31 * time.Minute)
+		_, c3, _ := l.Begin(ctx, onRequest("role:req-1", "cmd-3"), false) // this write forgets cmd-1
+		_ = c3.Applied(ctx, 200, "g3", false)
+		for id, want := range map[string]bool{"cmd-1": false, "cmd-2": true, "cmd-3": true} {
+			_, ok, err := l.Lookup(ctx, onRequest("role:req-1", id))
+			if err != nil || ok != want {
+				t.Errorf("%s remembered: %v (%v), want %v", id, ok, err, want)
+			}
 		}
 	})
 

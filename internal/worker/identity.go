@@ -15,7 +15,8 @@ import (
 // by source+id: several different updates of one role request are all
 // applied.
 func identityOf(c *command.Command) ledger.Identity {
-	id := ledger.Identity{Source: c.Source, ID: c.ID, BodyHash: c.BodyHash}
+	id := ledger.Identity{Source: c.Source, ID: c.ID, BodyHash: c.BodyHash,
+		Request: string(c.Type) + ":" + strings.ToLower(c.RequestID())}
 	switch c.Type {
 	case command.TypeResume:
 		id.Key = ledger.KeyOf("callout", strings.ToLower(c.Resume.AssignmentRequestID), strings.ToLower(c.Resume.StageInstanceID))

@@ -62,3 +62,20 @@ func TestCallOfEscapesEveryIDAsOneSegment(t *testing.T) {
 		t.Fatalf("%s %s", m, p)
 	}
 }
+
+func TestCommandsForOneRequestIDShareItsRequestWhateverTheCase(t *testing.T) {
+	a := identityOf(resume(t, "one", "0E60F18C-b2a0-4887-9da8-da2e30a39d99", "inst-1"))
+	b := identityOf(resume(t, "two", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "inst-2"))
+	other := identityOf(resume(t, "one", "1e60f18c-b2a0-4887-9da8-da2e30a39d99", "inst-1"))
+	if a.Request != b.Request {
+		t.Errorf("two stages of one assignment request are serialized apart: %q, %q", a.Request, b.Request)
+	}
+	if a.Request == other.Request {
+		t.Error("two assignment requests share a request lock")
+	}
+	role := parse(t, `{"specversion":"1.0","id":"1","source":"s","type":"graphops.governanceRoleAssignmentRequest.update",
+"data":{"privilegedAccessId":"azureResources","governanceRoleAssignmentRequestId":"0e60f18c-b2a0-4887-9da8-da2e30a39d99","body":{"reason":"x"}}}`)
+	if identityOf(role).Request == a.Request {
+		t.Error("a role request and an assignment request with the same id share a request lock")
+	}
+}

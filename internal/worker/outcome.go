@@ -14,9 +14,9 @@ import (
 
 // The order of settling is what makes every crash point safe:
 //
-//	applied:       ledger says applied → release request lease → ack
+//	applied:       ledger says applied (which frees the request id) → ack
 //	dead-lettered: dead letter stored (deduplicated by delivery) → ledger
-//	               says dead-lettered → release request lease → ack
+//	               says dead-lettered → ack
 //
 // A crash before the ledger write leaves the claim to expire; whoever takes
 // it over reconciles a resume by reading Graph. A crash after it finds the
@@ -38,11 +38,9 @@ func (j *job) applied(status int, graphRequestID string, reconciled bool) {
 		// the message comes back after the claim's lease and its next
 		// owner reconciles (resume) or resends the same PATCH.
 		j.log.Error("applied but not recorded; leaving the message to redelivery", "err", err)
-		j.releaseRequest()
 		return
 	}
 	crashPoint("after-ledger")
-	j.releaseRequest()
 	j.ack()
 	j.log.Info("applied", "graph_request_id", graphRequestID, "status", status,
 		"reconciled", reconciled, "attempt", j.claim.Record.Attempts)
@@ -104,7 +102,6 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 			j.log.Error("dead-lettered but not recorded", "err", err)
 		}
 	}
-	j.releaseRequest()
 	if !settles {
 		j.ack()
 	}
@@ -145,7 +142,6 @@ func (j *job) handBack(delay time.Duration, why string) {
 // settles it.
 func (j *job) abandon(why string, err error) {
 	j.log.Warn("abandoning the message: "+why, "err", err)
-	j.releaseRequest()
 }
 
 // storeTrouble handles a ledger that cannot be reached: nothing is decided,
@@ -164,45 +160,29 @@ func (j *job) storeTrouble(what string, err error) {
 	}
 }
 
+// releaseAll gives the job's claim, and with it the request id, back.
 func (j *job) releaseAll() {
-	if j.claim != nil {
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
-		if err := j.claim.Release(ctx); err != nil {
-			j.log.Warn("release claim", "err", err)
-		}
-		cancel()
-	}
-	j.releaseRequest()
-}
-
-// holdUntil releases the job's claim and request lease but keeps both
-// closed to others until until.
-func (j *job) holdUntil(until time.Time) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
-	defer cancel()
-	if j.claim != nil {
-		if err := j.claim.ReleaseUntil(ctx, until); err != nil {
-			j.log.Warn("release claim", "err", err)
-		}
-	}
-	if j.lease != nil {
-		if err := j.lease.HoldUntil(ctx, until); err != nil {
-			j.log.Warn("hold request lease", "err", err)
-		}
-		j.lease = nil
-	}
-}
-
-func (j *job) releaseRequest() {
-	if j.lease == nil {
+	if j.claim == nil {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 	defer cancel()
-	if err := j.lease.Release(ctx); err != nil {
-		j.log.Warn("release request lease", "err", err)
+	if err := j.claim.Release(ctx); err != nil {
+		j.log.Warn("release claim", "err", err)
 	}
-	j.lease = nil
+}
+
+// holdUntil releases the job's claim but keeps the command and its request
+// id closed to others until until.
+func (j *job) holdUntil(until time.Time) {
+	if j.claim == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
+	defer cancel()
+	if err := j.claim.ReleaseUntil(ctx, until); err != nil {
+		j.log.Warn("release claim", "err", err)
+	}
 }
 
 func (j *job) ack() {

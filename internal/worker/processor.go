@@ -1,7 +1,7 @@
 // Package worker turns one broker message into exactly one outcome: applied
 // (one Graph call took effect), duplicate (settled before, no call) or
 // dead-lettered (with a reason an operator can act on). It owns the order of
-// the steps — parse, claim in the ledger, take the request lease, pace,
+// the steps — parse, claim in the ledger (which also locks the request id), pace,
 // call, classify, retry or hand back, record, acknowledge — and nothing of
 // the broker, the store or Graph's wire format.
 package worker
@@ -156,8 +156,8 @@ type job struct {
 	cmd      *command.Command
 	log      *slog.Logger
 
+	// claim holds the command's key and, with it, its request id.
 	claim *ledger.Claim
-	lease *ledger.RequestLease
 	// last Graph answer, for the dead letter.
 	reason, description string // of the dead letter, for OnSettled
 	unparsedID          string // what could be read of a command that did not parse
@@ -235,13 +235,18 @@ func (j *job) run() {
 				cmd.Resume.StageInstanceID, claim.Record.ID, claim.Record.Source, claim.Record.State))
 			return
 		case ledger.Busy:
-			// Another delivery of this command is being worked on (a
-			// redelivery or a duplicate publish): look again shortly, and
-			// hand back when that one holds it long.
+			// Another delivery of this command (a redelivery or a duplicate
+			// publish), or another command for the same request id, is being
+			// worked on: look again shortly, and hand back when it is held
+			// long.
+			why := "request id busy with command " + claim.Record.ID
+			if claim.Record.SameCommand(identityOf(cmd)) {
+				why = "command claimed by another delivery"
+			}
 			remaining := claim.Record.LeaseUntil.Sub(p.Now())
 			busyWait = min(max(busyWait*2, 50*time.Millisecond), time.Second)
 			if p.Now().Sub(j.received)+busyWait > p.cfg.HandbackAfter && !j.m.Last() {
-				j.handBack(remaining+jitter(time.Second), "command claimed by another delivery")
+				j.handBack(remaining+jitter(time.Second), why)
 				return
 			}
 			if !j.wait(busyWait) {
@@ -298,9 +303,6 @@ func (j *job) execute() {
 				p.cfg.RetryMaxElapsed, j.claim.Record.Attempts, j.lastFailure()))
 			return
 		}
-		if !j.acquireRequest() {
-			return
-		}
 		if reconcile {
 			if wait := j.settleUntil.Sub(p.Now()); wait > 0 {
 				if !j.wait(wait) {
@@ -337,7 +339,7 @@ func (j *job) execute() {
 		// Never start a call on leases another replica could take over
 		// while it runs.
 		margin := 2 * graphTimeoutMargin
-		if !j.claim.Held(margin) || !j.lease.Held(margin) {
+		if !j.claim.Held(margin) {
 			if err := j.renew(); err != nil {
 				res.Cancel()
 				j.abandon("lease lost before the call", err)
@@ -471,37 +473,6 @@ func (j *job) reconcile() (done bool, retryIn time.Duration) {
 		j.log.Info("reconciled: callout no longer waiting, recorded as applied", "status", inst.Status)
 		j.applied(0, "", true)
 		return true, 0
-	}
-}
-
-// acquireRequest takes the request lease, waiting (with keep-alives) or
-// handing back while another replica works on the same request id.
-func (j *job) acquireRequest() bool {
-	if j.lease != nil {
-		return true
-	}
-	p := j.p
-	wait := 50 * time.Millisecond
-	started := p.Now()
-	for {
-		l, err := p.Ledger.AcquireRequest(p.stop, j.cmd.RequestID())
-		if err == nil {
-			j.lease = l
-			return true
-		}
-		var busy *ledger.BusyError
-		if !errors.As(err, &busy) {
-			j.storeTrouble("request lease", err)
-			return false
-		}
-		if p.Now().Sub(started)+wait > p.cfg.HandbackAfter && !j.m.Last() {
-			j.handBack(time.Until(busy.Until)+jitter(time.Second), "request id busy on another replica")
-			return false
-		}
-		if !j.wait(wait) {
-			return false
-		}
-		wait = min(wait*2, time.Second)
 	}
 }
 

@@ -315,6 +315,7 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 				t.Fatal(err)
 			}
 			id := ledger.Identity{Source: cmd.Source, ID: cmd.ID, BodyHash: cmd.BodyHash,
+				Request: "resume:0e60f18c-b2a0-4887-9da8-da2e30a39d99", // as identityOf derives it
 				Key: ledger.KeyOf("callout", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "957d0c50-466b-4840-bb5b-c92cea7141ff")}
 			if _, _, err := led.Begin(context.Background(), id, false); err != nil {
 				t.Fatal(err)

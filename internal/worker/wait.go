@@ -120,14 +120,7 @@ func (j *job) renew() error {
 		j.log.Warn("broker keep-alive failed", "err", err)
 	}
 	if j.claim != nil {
-		if err := j.claim.Renew(ctx); err != nil {
-			return err
-		}
-	}
-	if j.lease != nil {
-		if err := j.lease.Renew(ctx); err != nil {
-			return err
-		}
+		return j.claim.Renew(ctx)
 	}
 	return nil
 }

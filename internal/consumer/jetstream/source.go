@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -101,8 +100,8 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	defer s.running.Store(false)
 
 	free := consumer.NewSlots(s.cfg.Concurrency, s.cfg.Limit)
-	var handlers sync.WaitGroup
-	defer handlers.Wait()
+	handlers := consumer.NewPool(s.cfg.Concurrency)
+	defer handlers.Close()
 
 	retry := time.Duration(0)
 	for {
@@ -110,7 +109,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 		if n == 0 {
 			return nil
 		}
-		err := s.pull(ctx, n, free, &handlers, h)
+		err := s.pull(ctx, n, free, handlers, h)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -135,7 +134,7 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 // pull sends one pull request for n messages, n being the free handler slots
 // taken from free, and starts a handler for each message it brings. Slots
 // the request did not fill go back to free.
-func (s *Source) pull(ctx context.Context, n int, free *consumer.Slots, handlers *sync.WaitGroup, h consumer.Handler) error {
+func (s *Source) pull(ctx context.Context, n int, free *consumer.Slots, handlers *consumer.Pool, h consumer.Handler) error {
 	started := 0
 	defer func() {
 		for range n - started {
@@ -170,12 +169,10 @@ func (s *Source) pull(ctx context.Context, n int, free *consumer.Slots, handlers
 			continue
 		}
 		started++
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			defer func() { free.Release() }()
+		handlers.Go(func() {
+			defer free.Release()
 			h(m)
-		}()
+		})
 	}
 
 	err = batch.Error()

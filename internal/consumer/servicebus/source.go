@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -172,15 +171,13 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 	defer s.running.Store(false)
 
 	free := consumer.NewSlots(s.cfg.Concurrency, s.cfg.Limit)
-	var handlers sync.WaitGroup
-	defer handlers.Wait()
+	handlers := consumer.NewPool(s.cfg.Concurrency)
+	defer handlers.Close()
 	start := func(m *message) {
-		handlers.Add(1)
-		go func() {
-			defer handlers.Done()
-			defer func() { free.Release() }()
+		handlers.Go(func() {
+			defer free.Release()
 			h(m)
-		}()
+		})
 	}
 
 	retry := time.Duration(0)
