@@ -43,7 +43,9 @@ func Canonical(v json.RawMessage) ([]byte, error) {
 func (t *tree) bodyHash(i int32) string {
 	var buf [512]byte
 	sum := sha256.Sum256(t.canonical(buf[:0], i))
-	return hex.EncodeToString(sum[:])
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:])
+	return string(h[:])
 }
 
 // canonical appends the canonical form of node i to dst. Recursion is

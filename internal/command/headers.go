@@ -53,7 +53,7 @@ func (p *parser) headers(data int32) (map[string]string, *Error) {
 		if out == nil {
 			out = make(map[string]string, 3)
 		}
-		out[canon] = v
+		out[canon] = strings.Clone(v) // not a substring of the whole message (see walk)
 	}
 	return out, nil
 }

@@ -46,7 +46,11 @@ func idProblem(v string) string {
 	case strings.Contains(v, ".."):
 		return `contains "..", which is not allowed in an id (path traversal)`
 	}
-	for _, r := range v {
+	i := 0
+	for i < len(v) && isSegmentChar(v[i]) {
+		i++ // a GUID or an ASCII name, the common case, needs no decoding
+	}
+	for _, r := range v[i:] {
 		switch {
 		case r == '/' || r == '\\' || r == '%' || r == '?' || r == '#':
 			return fmt.Sprintf("contains %q, which is not allowed in a single URL path segment", r)

@@ -96,7 +96,7 @@ func Parse(raw []byte, opts Options) (*Command, error) {
 	}
 	t, we := walk(raw, true)
 	if we != nil {
-		return nil, &Error{Reason: ReasonInvalidMessage, Field: shortField(we.field), Detail: printable(we.detail), Type: TypeUnknown}
+		return nil, &Error{Reason: ReasonInvalidMessage, Field: strings.Clone(shortField(we.field)), Detail: printable(we.detail), Type: TypeUnknown}
 	}
 	if t.nodes[0].kind != kindObject {
 		return nil, &Error{Reason: ReasonInvalidMessage, Type: TypeUnknown,
@@ -159,9 +159,12 @@ func (p *parser) requestID() string {
 	return ""
 }
 
+// fail makes the error. Its strings may be substrings of the message's
+// text (see walk): they are copied, so that an error kept does not keep the
+// whole message.
 func (p *parser) fail(r Reason, field, detail string) *Error {
-	return &Error{Reason: r, Field: shortField(field), Detail: printable(detail),
-		Type: p.typ, ID: p.id, Source: p.source, RequestID: p.requestID()}
+	return &Error{Reason: r, Field: strings.Clone(shortField(field)), Detail: printable(detail),
+		Type: p.typ, ID: strings.Clone(p.id), Source: strings.Clone(p.source), RequestID: strings.Clone(p.requestID())}
 }
 
 func (p *parser) invalid(field, format string, args ...any) *Error {
@@ -266,7 +269,31 @@ func (p *parser) parse() (*Command, *Error) {
 	}
 	cmd.Body = bytes.Clone(t.raw(body))
 	cmd.BodyHash = t.bodyHash(body)
+	if r := cmd.Resume; r != nil {
+		detach(&cmd.ID, &cmd.Source, &r.AssignmentRequestID, &r.StageInstanceID, &r.Stage, &r.State)
+	} else {
+		detach(&cmd.ID, &cmd.Source, &cmd.RoleUpdate.PrivilegedAccessID, &cmd.RoleUpdate.RequestID)
+	}
 	return cmd, nil
+}
+
+// detach copies the strings that point into the message's text (see walk)
+// into one allocation of their own: a Command kept, or one of its ids kept
+// in a map, does not keep the whole message alive.
+func detach(ss ...*string) {
+	n := 0
+	for _, s := range ss {
+		n += len(*s)
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, s := range ss {
+		b.WriteString(*s)
+	}
+	all := b.String()
+	for _, s := range ss {
+		*s, all = all[:len(*s)], all[len(*s):]
+	}
 }
 
 func (p *parser) specversion() *Error {
@@ -404,7 +431,11 @@ func (p *parser) dataMembers(data int32, typ Type) *Error {
 // safeText reports whether s holds no control characters (and so can go
 // into a header or a log line as it is).
 func safeText(s string) bool {
-	for _, r := range s {
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f {
+		i++ // printable ASCII, the common case, needs no decoding
+	}
+	for _, r := range s[i:] {
 		if unicode.IsControl(r) {
 			return false
 		}

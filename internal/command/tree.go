@@ -9,13 +9,17 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
-// The message is read with one json.Decoder token walk into a flat tree of
-// nodes. Reading tokens rather than decoding into maps is what lets the
-// parser see duplicate keys (a map keeps the last one silently), keep the
-// exact bytes of data.body, and keep numbers as their literal text.
+// The message is read by one pass of a small JSON scanner into a flat tree
+// of nodes. Reading the text rather than decoding into maps or structs is
+// what lets the parser see duplicate keys (a map keeps the last one
+// silently, and encoding/json matches struct fields ignoring case), keep
+// the exact bytes of data.body, and keep numbers as their literal text.
+// encoding/json's Decoder is used only to word the error of input that is
+// not JSON, so that the words stay those of the standard library.
 
 type kind uint8
 
@@ -83,6 +87,9 @@ type walkError struct {
 	field, detail string
 }
 
+// errSyntax marks input that is not JSON; walk words it with syntaxProblem.
+var errSyntax = &walkError{detail: "not valid JSON"}
+
 type frame struct {
 	idx, last, n int32
 	key          string // pending member name of an object
@@ -91,9 +98,24 @@ type frame struct {
 	keys         map[string]struct{}
 }
 
+// walker is the state of one walk. It holds the tree it builds, so that
+// the two, and the first levels of the stack, are one allocation.
+type walker struct {
+	t        tree
+	text     string  // src as a string: the keys and values of the tree are substrings of this one copy
+	stack    []frame // the open containers, innermost last
+	stackBuf [8]frame
+	command  bool
+}
+
 // walk reads src, which must hold exactly one JSON value in valid UTF-8.
 // command says that src is a whole command, whose top-level "data" member
 // gets the stricter duplicate rule of checkDuplicate.
+//
+// Problems are reported in document order, the first one only: a syntax
+// error, an unpaired surrogate escape (see unquote), nesting deeper than
+// maxDepth, data after the value. The tree's strings share one copy of src:
+// whatever keeps one of them beyond the parse should copy it.
 func walk(src []byte, command bool) (*tree, *walkError) {
 	if !utf8.Valid(src) {
 		return nil, &walkError{detail: "not valid JSON: the input is not valid UTF-8"}
@@ -101,90 +123,263 @@ func walk(src []byte, command bool) (*tree, *walkError) {
 	if len(bytes.TrimLeft(src, " \t\r\n")) == 0 {
 		return nil, &walkError{detail: "not valid JSON: the input is empty"}
 	}
-	t := &tree{src: src, nodes: make([]node, 0, 8+len(src)/24)}
-	dec := json.NewDecoder(bytes.NewReader(src))
-	dec.UseNumber()
-	var stackBuf [8]frame
-	stack := stackBuf[:0]
-	done := false
+	w := &walker{
+		t:       tree{src: src, nodes: make([]node, 0, 8+len(src)/24)},
+		text:    string(src),
+		command: command,
+	}
+	w.stack = w.stackBuf[:0]
+	i, we := w.value(skipSpace(src, 0))
+	if we == nil && skipSpace(src, i) != len(src) {
+		we = errSyntax // data after the value: syntaxProblem says which
+	}
+	if we == errSyntax {
+		return nil, syntaxProblem(src)
+	}
+	if we != nil {
+		return nil, we
+	}
+	return &w.t, nil
+}
+
+// value reads the JSON value that starts at src[i] and returns the offset
+// just after it.
+func (w *walker) value(i int) (int, *walkError) {
+	src := w.t.src
+	if i >= len(src) {
+		return i, errSyntax
+	}
+	switch c := src[i]; c {
+	case '{':
+		return w.object(i)
+	case '[':
+		return w.array(i)
+	case '"':
+		end, v, lone := w.quoted(i)
+		if end < 0 {
+			return i, errSyntax
+		}
+		if lone {
+			return i, &walkError{field: w.t.childPath(w.stack), detail: loneSurrogate}
+		}
+		w.t.add(w.stack, kindString, v, int32(i), int32(end))
+		return end, nil
+	case 't':
+		return w.literal(i, "true", kindBool)
+	case 'f':
+		return w.literal(i, "false", kindBool)
+	case 'n':
+		return w.literal(i, "null", kindNull)
+	default:
+		end := scanNumber(src, i)
+		if end < 0 {
+			return i, errSyntax
+		}
+		w.t.add(w.stack, kindNumber, w.text[i:end], int32(i), int32(end))
+		return end, nil
+	}
+}
+
+func (w *walker) literal(i int, lit string, k kind) (int, *walkError) {
+	if !bytes.HasPrefix(w.t.src[i:], []byte(lit)) {
+		return i, errSyntax
+	}
+	s := lit
+	if k == kindNull {
+		s = ""
+	}
+	end := i + len(lit)
+	w.t.add(w.stack, k, s, int32(i), int32(end))
+	return end, nil
+}
+
+// open adds the container that starts at src[i] and makes it the innermost.
+func (w *walker) open(i int, k kind) *walkError {
+	n := len(w.stack)
+	if n >= maxDepth {
+		return &walkError{field: w.t.childPath(w.stack), detail: fmt.Sprintf("nested more than %d levels deep", maxDepth)}
+	}
+	inData := false
+	if n > 0 {
+		inData = w.stack[n-1].inData || (w.command && n == 1 && w.stack[0].key == "data")
+	}
+	idx := w.t.add(w.stack, k, "", int32(i), 0)
+	w.stack = append(w.stack, frame{idx: idx, last: none, inData: inData})
+	return nil
+}
+
+// close ends the innermost container at its closing bracket src[i].
+func (w *walker) close(i int) int {
+	n := len(w.stack)
+	w.t.nodes[w.stack[n-1].idx].end = int32(i + 1)
+	w.stack = w.stack[:n-1]
+	return i + 1
+}
+
+func (w *walker) object(i int) (int, *walkError) {
+	if we := w.open(i, kindObject); we != nil {
+		return i, we
+	}
+	src := w.t.src
+	i = skipSpace(src, i+1)
+	if i < len(src) && src[i] == '}' {
+		return w.close(i), nil
+	}
 	for {
-		off := int32(dec.InputOffset())
-		tok, err := dec.Token()
-		if err == io.EOF {
-			if len(stack) > 0 || !done {
-				return nil, &walkError{detail: "not valid JSON: unexpected end of input"}
-			}
-			return t, nil
+		if i >= len(src) || src[i] != '"' {
+			return i, errSyntax
 		}
-		if err != nil {
-			return nil, syntaxError(err)
+		end, name, lone := w.quoted(i)
+		if end < 0 {
+			return i, errSyntax
 		}
-		if done {
-			return nil, &walkError{detail: fmt.Sprintf("not valid JSON: more data after the value at byte %d", off)}
+		top := &w.stack[len(w.stack)-1]
+		if lone {
+			return i, &walkError{field: joinPath(w.t.path(top.idx), name), detail: loneSurrogate}
 		}
-		end := int32(dec.InputOffset())
-		start := skipSeparators(src, off)
-
-		// A string where an object expects a member name is the name.
-		if len(stack) > 0 {
-			top := &stack[len(stack)-1]
-			if t.nodes[top.idx].kind == kindObject && !top.haveKey {
-				if name, ok := tok.(string); ok {
-					if we := checkSurrogates(t, top.idx, name, src[start:end]); we != nil {
-						return nil, we
-					}
-					t.checkDuplicate(top, name)
-					top.key, top.haveKey = name, true
-					continue
-				}
-			}
+		w.t.checkDuplicate(top, name)
+		top.key, top.haveKey = name, true
+		if i = skipSpace(src, end); i >= len(src) || src[i] != ':' {
+			return i, errSyntax
 		}
-
-		switch v := tok.(type) {
-		case json.Delim:
-			switch v {
-			case '{', '[':
-				if len(stack) >= maxDepth {
-					return nil, &walkError{field: t.childPath(stack), detail: fmt.Sprintf("nested more than %d levels deep", maxDepth)}
-				}
-				k := kindObject
-				if v == '[' {
-					k = kindArray
-				}
-				inData := false
-				if n := len(stack); n > 0 {
-					inData = stack[n-1].inData || (command && n == 1 && stack[0].key == "data")
-				}
-				idx := t.add(stack, k, "", start, 0)
-				stack = append(stack, frame{idx: idx, last: none, inData: inData})
-			default: // '}' or ']'
-				top := stack[len(stack)-1]
-				t.nodes[top.idx].end = end
-				stack = stack[:len(stack)-1]
-				done = len(stack) == 0
-			}
-		case string:
-			if we := checkSurrogates(t, -1, v, src[start:end]); we != nil {
-				we.field = t.childPath(stack)
-				return nil, we
-			}
-			t.add(stack, kindString, v, start, end)
-			done = len(stack) == 0
-		case json.Number:
-			t.add(stack, kindNumber, string(v), start, end)
-			done = len(stack) == 0
-		case bool:
-			s := "false"
-			if v {
-				s = "true"
-			}
-			t.add(stack, kindBool, s, start, end)
-			done = len(stack) == 0
-		case nil:
-			t.add(stack, kindNull, "", start, end)
-			done = len(stack) == 0
+		var we *walkError
+		if i, we = w.value(skipSpace(src, i+1)); we != nil {
+			return i, we
+		}
+		if i = skipSpace(src, i); i >= len(src) {
+			return i, errSyntax
+		}
+		switch src[i] {
+		case ',':
+			i = skipSpace(src, i+1)
+		case '}':
+			return w.close(i), nil
+		default:
+			return i, errSyntax
 		}
 	}
+}
+
+func (w *walker) array(i int) (int, *walkError) {
+	if we := w.open(i, kindArray); we != nil {
+		return i, we
+	}
+	src := w.t.src
+	i = skipSpace(src, i+1)
+	if i < len(src) && src[i] == ']' {
+		return w.close(i), nil
+	}
+	for {
+		var we *walkError
+		if i, we = w.value(i); we != nil {
+			return i, we
+		}
+		if i = skipSpace(src, i); i >= len(src) {
+			return i, errSyntax
+		}
+		switch src[i] {
+		case ',':
+			i = skipSpace(src, i+1)
+		case ']':
+			return w.close(i), nil
+		default:
+			return i, errSyntax
+		}
+	}
+}
+
+// quoted reads the string literal that starts at src[i] (a '"'): the
+// offset after it (-1 when it is not a valid literal), its value, and
+// whether it holds an unpaired surrogate escape.
+func (w *walker) quoted(i int) (end int, v string, lone bool) {
+	src := w.t.src
+	escaped := false
+	for j := i + 1; j < len(src); j++ {
+		switch c := src[j]; {
+		case c == '"':
+			if !escaped {
+				return j + 1, w.text[i+1 : j], false
+			}
+			v, lone = unquote(src[i+1 : j])
+			return j + 1, v, lone
+		case c == '\\':
+			escaped = true
+			j++
+			if j >= len(src) {
+				return -1, "", false
+			}
+			switch src[j] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if _, ok := hex4(src, j+1); !ok {
+					return -1, "", false
+				}
+				j += 4
+			default:
+				return -1, "", false
+			}
+		case c < 0x20:
+			return -1, "", false
+		}
+	}
+	return -1, "", false
+}
+
+// scanNumber returns the offset after the JSON number that starts at
+// src[i], -1 when there is none.
+func scanNumber(src []byte, i int) int {
+	digits := func(i int) int {
+		for i < len(src) && '0' <= src[i] && src[i] <= '9' {
+			i++
+		}
+		return i
+	}
+	if i < len(src) && src[i] == '-' {
+		i++
+	}
+	switch {
+	case i >= len(src):
+		return -1
+	case src[i] == '0':
+		i++
+	case '1' <= src[i] && src[i] <= '9':
+		i = digits(i + 1)
+	default:
+		return -1
+	}
+	if i < len(src) && src[i] == '.' {
+		if j := digits(i + 1); j > i+1 {
+			i = j
+		} else {
+			return -1
+		}
+	}
+	if i < len(src) && (src[i] == 'e' || src[i] == 'E') {
+		i++
+		if i < len(src) && (src[i] == '+' || src[i] == '-') {
+			i++
+		}
+		if j := digits(i); j > i {
+			i = j
+		} else {
+			return -1
+		}
+	}
+	return i
+}
+
+// skipSpace returns the offset of the first byte at or after i that is not
+// JSON whitespace.
+func skipSpace(src []byte, i int) int {
+	for i < len(src) {
+		switch src[i] {
+		case ' ', '\t', '\r', '\n':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
 }
 
 // add appends a node as the next child of the innermost open container.
@@ -330,18 +525,37 @@ func (t *tree) raw(i int32) []byte {
 	return t.src[n.start:n.end]
 }
 
-// skipSeparators returns the offset of the first byte at or after off that
-// is not whitespace, ':' or ',': where the next token starts.
-func skipSeparators(src []byte, off int32) int32 {
-	for int(off) < len(src) {
-		switch src[off] {
-		case ' ', '\t', '\r', '\n', ':', ',':
-			off++
-		default:
-			return off
+// syntaxProblem words why src, which walk found not to be one JSON value,
+// is not: it replays src through encoding/json's Decoder token by token, as
+// earlier versions of walk read every message, so that the error names the
+// same byte in the same words.
+func syntaxProblem(src []byte) *walkError {
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.UseNumber()
+	depth, done := 0, false
+	for {
+		off := dec.InputOffset()
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if depth > 0 || !done {
+				return &walkError{detail: "not valid JSON: unexpected end of input"}
+			}
+			return errSyntax // walk and the Decoder disagree: cannot happen
 		}
+		if err != nil {
+			return syntaxError(err)
+		}
+		if done {
+			return &walkError{detail: fmt.Sprintf("not valid JSON: more data after the value at byte %d", off)}
+		}
+		switch tok {
+		case json.Delim('{'), json.Delim('['):
+			depth++
+		case json.Delim('}'), json.Delim(']'):
+			depth--
+		}
+		done = depth == 0
 	}
-	return off
 }
 
 func syntaxError(err error) *walkError {
@@ -355,52 +569,55 @@ func syntaxError(err error) *walkError {
 	return &walkError{detail: "not valid JSON: " + err.Error()}
 }
 
-// checkSurrogates refuses a string literal with a \u escape of an unpaired
-// UTF-16 surrogate. encoding/json turns each into U+FFFD, so two different
-// literals would read (and hash) equal while Graph may read them apart.
-// Only literals whose decoded value holds U+FFFD can contain one.
-func checkSurrogates(t *tree, obj int32, decoded string, lit []byte) *walkError {
-	if !strings.ContainsRune(decoded, utf8.RuneError) || !hasLoneSurrogate(lit) {
-		return nil
-	}
-	we := &walkError{detail: "invalid Unicode escape: an unpaired UTF-16 surrogate"}
-	if obj >= 0 {
-		we.field = joinPath(t.path(obj), decoded)
-	}
-	return we
-}
+// loneSurrogate is the detail of a string literal with a \u escape of an
+// unpaired UTF-16 surrogate. encoding/json turns each into U+FFFD, so two
+// different literals would read (and hash) equal while Graph may read them
+// apart.
+const loneSurrogate = "invalid Unicode escape: an unpaired UTF-16 surrogate"
 
-// hasLoneSurrogate reports whether the JSON string literal lit holds a
-// \uXXXX escape of a surrogate that is not part of a high-low pair.
-func hasLoneSurrogate(lit []byte) bool {
-	for i := 0; i < len(lit); i++ {
-		if lit[i] != '\\' || i+1 >= len(lit) {
+// unquote decodes the contents of a string literal (without its quotes)
+// that holds at least one escape and is otherwise valid, as encoding/json
+// does: a surrogate escape that is not the high half of a high-low pair
+// becomes U+FFFD, and lone reports that one did.
+func unquote(lit []byte) (v string, lone bool) {
+	b := make([]byte, 0, len(lit))
+	for i := 0; i < len(lit); {
+		c := lit[i]
+		if c != '\\' {
+			b = append(b, c)
+			i++
 			continue
 		}
-		if lit[i+1] != 'u' {
-			i++ // skip the escaped character, which may be a backslash
-			continue
-		}
-		r, ok := hex4(lit, i+2)
-		if !ok {
-			return false // the decoder has checked the syntax already
-		}
-		i += 5
-		switch {
-		case r >= 0xDC00 && r <= 0xDFFF:
-			return true
-		case r >= 0xD800 && r <= 0xDBFF:
-			if i+6 >= len(lit) || lit[i+1] != '\\' || lit[i+2] != 'u' {
-				return true
-			}
-			lo, ok := hex4(lit, i+3)
-			if !ok || lo < 0xDC00 || lo > 0xDFFF {
-				return true
-			}
+		switch e := lit[i+1]; e {
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, _ := hex4(lit, i+2)
 			i += 6
+			if utf16.IsSurrogate(r) {
+				if lo, ok := hex4(lit, i+2); ok && r < 0xDC00 && lit[i] == '\\' && lit[i+1] == 'u' && lo >= 0xDC00 && lo <= 0xDFFF {
+					r = utf16.DecodeRune(r, lo)
+					i += 6
+				} else {
+					r, lone = utf8.RuneError, true
+				}
+			}
+			b = utf8.AppendRune(b, r)
+			continue
+		default: // '"', '\\', '/'
+			b = append(b, e)
 		}
+		i += 2
 	}
-	return false
+	return string(b), lone
 }
 
 func hex4(b []byte, at int) (rune, bool) {
