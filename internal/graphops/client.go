@@ -290,12 +290,14 @@ func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
 		// bytes go out exactly as given.
 		body = bytes.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.method, r.url.String(), body)
+	// The URL is r.url itself, with the exact escaping the URL helpers
+	// built; printing it only for NewRequest to parse it again would cost
+	// a few µs a call.
+	req, err := http.NewRequestWithContext(ctx, r.method, "", body)
 	if err != nil {
 		return response{}, fmt.Errorf("graph: %s: building request: %w", r.op, err)
 	}
-	// Keep the exact escaping built by the URL helpers.
-	req.URL = r.url
+	req.URL, req.Host = r.url, r.url.Host
 	for name, v := range r.headers {
 		if !reservedHeader(name) {
 			req.Header.Set(name, v)

@@ -465,10 +465,7 @@ func (l *Ledger) Lookup(ctx context.Context, id Identity) (Record, bool, error) 
 }
 
 func (l *Ledger) create(ctx context.Context, op, key string, d RequestRecord) (uint64, error) {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return 0, err
-	}
+	b := d.encode()
 	start := time.Now()
 	rev, err := l.store.Create(ctx, key, b, 0)
 	l.observe(op, err, start)
@@ -476,10 +473,7 @@ func (l *Ledger) create(ctx context.Context, op, key string, d RequestRecord) (u
 }
 
 func (l *Ledger) update(ctx context.Context, op, key string, d RequestRecord, rev uint64) (uint64, error) {
-	b, err := json.Marshal(d)
-	if err != nil {
-		return 0, err
-	}
+	b := d.encode()
 	start := time.Now()
 	nrev, err := l.store.Update(ctx, key, b, rev, 0)
 	l.observe(op, err, start)

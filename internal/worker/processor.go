@@ -141,7 +141,7 @@ func New(cfg Config, d Deps, drain, stop context.Context) *Processor {
 // broker. It implements consumer.Handler.
 func (p *Processor) Handle(m consumer.Message) {
 	j := &job{p: p, m: m, received: p.Now(), typ: command.TypeUnknown,
-		log: p.Log.With("message", m.ID(), "delivery", m.Delivery())}
+		logAttrs: []any{"message", m.ID(), "delivery", m.Delivery()}}
 	p.Metrics.InFlight(string(j.typ), 1)
 	defer func() { p.Metrics.InFlight(string(j.typ), -1) }()
 	j.run()
@@ -154,6 +154,9 @@ type job struct {
 	received time.Time
 	typ      command.Type
 	cmd      *command.Command
+	// logAttrs describe the job in its log lines; logger makes the
+	// logger that carries them when something is logged.
+	logAttrs []any
 	log      *slog.Logger
 
 	// claim holds the command's key and, with it, its request id.
@@ -179,6 +182,22 @@ func (j *job) expired() bool {
 	return !j.cmd.Deadline.IsZero() && !j.p.Now().Before(j.cmd.Deadline)
 }
 
+// describe adds key-value pairs to every later log line of the job.
+func (j *job) describe(args ...any) {
+	j.logAttrs = append(j.logAttrs, args...)
+	j.log = nil
+}
+
+// logger is the job's logger. It is made on first use: with JSON logs,
+// slog.With formats its attributes at once, which most jobs (one info
+// line, or none at warn level) would pay for nothing.
+func (j *job) logger() *slog.Logger {
+	if j.log == nil {
+		j.log = j.p.Log.With(j.logAttrs...)
+	}
+	return j.log
+}
+
 func (j *job) setType(t command.Type) {
 	if t == j.typ {
 		return
@@ -198,13 +217,13 @@ func (j *job) run() {
 		}
 		j.setType(ce.Type)
 		j.unparsedID, j.unparsedSource = ce.ID, ce.Source
-		j.log = j.log.With("type", ce.Type, "command_id", ce.ID, "request_id", ce.RequestID)
+		j.describe("type", ce.Type, "command_id", ce.ID, "request_id", ce.RequestID)
 		j.rejectUnparsed(ce)
 		return
 	}
 	j.cmd = cmd
 	j.setType(cmd.Type)
-	j.log = j.log.With("type", cmd.Type, "command_id", cmd.ID, "source", cmd.Source, "request_id", cmd.RequestID())
+	j.describe("type", cmd.Type, "command_id", cmd.ID, "source", cmd.Source, "request_id", cmd.RequestID())
 
 	if p.cfg.DryRun {
 		j.dryRun()
@@ -225,7 +244,7 @@ func (j *job) run() {
 		}
 		switch d {
 		case ledger.Duplicate:
-			j.log.Info("duplicate: already settled", "state", claim.Record.State, "by_command", claim.Record.ID)
+			j.logger().Info("duplicate: already settled", "state", claim.Record.State, "by_command", claim.Record.ID)
 			j.ack()
 			j.done(metrics.OutcomeDuplicate)
 			return
@@ -267,7 +286,7 @@ func (j *job) rejectUnparsed(ce *command.Error) {
 		reason = dlq.ReasonValidationFailed
 	}
 	if j.p.cfg.DryRun {
-		j.log.Warn("dry run: would dead-letter", "reason", reason, "description", ce.Error())
+		j.logger().Warn("dry run: would dead-letter", "reason", reason, "description", ce.Error())
 		j.ack()
 		return
 	}
@@ -279,7 +298,7 @@ func (j *job) rejectUnparsed(ce *command.Error) {
 // dryRun logs the call the command would make.
 func (j *job) dryRun() {
 	method, path := callOf(j.cmd)
-	j.log.Info("dry run: would call Graph", "method", method, "path", path, "body_bytes", len(j.cmd.Body))
+	j.logger().Info("dry run: would call Graph", "method", method, "path", path, "body_bytes", len(j.cmd.Body))
 	j.ack()
 }
 
@@ -360,7 +379,7 @@ func (j *job) execute() {
 		// Leases are renewed during the call too: a slow call must not let
 		// another replica take the command over while it is in flight.
 		j.renewDuring(func() { result, err = j.call() })
-		j.log.Debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
+		j.logger().Debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
 		if err == nil {
 			j.pacerOf(op).Succeeded()
 			j.applied(result.Status, result.GraphRequestID, false)
@@ -368,7 +387,7 @@ func (j *job) execute() {
 		}
 		v := graphops.Classify(err)
 		j.noteFailure(err)
-		log := j.log.With("attempt", j.claim.Record.Attempts, "client_request_id", j.lastClientReqID)
+		log := j.logger().With("attempt", j.claim.Record.Attempts, "client_request_id", j.lastClientReqID)
 		if j.lastErr != nil {
 			log = log.With("graph_request_id", j.lastErr.GraphRequestID, "status", j.lastErr.Status, "code", j.lastErr.Code)
 		}
@@ -453,7 +472,7 @@ func (j *job) reconcile() (done bool, retryIn time.Duration) {
 			j.graphRejected("reading the request to reconcile an unknown outcome failed")
 			return true, 0
 		}
-		j.log.Warn("reconcile read failed; will retry", "err", err)
+		j.logger().Warn("reconcile read failed; will retry", "err", err)
 		if v.RetryAfter > 0 {
 			return false, v.RetryAfter
 		}
@@ -464,13 +483,13 @@ func (j *job) reconcile() (done bool, retryIn time.Duration) {
 	case !ok || strings.EqualFold(inst.Status, graphops.StatusWaitingForCallback):
 		// Not applied: Graph still waits for this callback (or does not
 		// know the instance and will judge the send).
-		j.log.Info("reconciled: callout still waiting, sending", "status", inst.Status)
+		j.logger().Info("reconciled: callout still waiting, sending", "status", inst.Status)
 		return false, 0
 	case strings.EqualFold(inst.Status, graphops.StatusCallbackTimedOut):
 		j.deadLetter(dlq.ReasonExpired, "callout instance "+inst.ID+" timed out (callbackTimedOut) before the resume took effect")
 		return true, 0
 	default:
-		j.log.Info("reconciled: callout no longer waiting, recorded as applied", "status", inst.Status)
+		j.logger().Info("reconciled: callout no longer waiting, recorded as applied", "status", inst.Status)
 		j.applied(0, "", true)
 		return true, 0
 	}

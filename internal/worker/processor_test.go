@@ -204,7 +204,7 @@ func newRig(t *testing.T, cfg worker.Config) *rig {
 	return r
 }
 
-func seed(t *testing.T) []byte {
+func seed(t testing.TB) []byte {
 	t.Helper()
 	return command.Examples()[0].Data // Microsoft's resume example 1
 }
@@ -316,7 +316,7 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 			}
 			id := ledger.Identity{Source: cmd.Source, ID: cmd.ID, BodyHash: cmd.BodyHash,
 				Request: "resume:0e60f18c-b2a0-4887-9da8-da2e30a39d99", // as identityOf derives it
-				Key: ledger.KeyOf("callout", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "957d0c50-466b-4840-bb5b-c92cea7141ff")}
+				Key:     ledger.KeyOf("callout", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "957d0c50-466b-4840-bb5b-c92cea7141ff")}
 			if _, _, err := led.Begin(context.Background(), id, false); err != nil {
 				t.Fatal(err)
 			}

@@ -74,7 +74,7 @@ func (j *job) keepAliveWhile(f func(ctx context.Context) error) bool {
 // call; it is logged, and settling copes with a claim taken over meanwhile.
 func (j *job) renewDuring(f func()) {
 	stopRenewing := j.renewEvery(func(err error) bool {
-		j.log.Warn("lease renewal failed during a Graph call", "err", err)
+		j.logger().Warn("lease renewal failed during a Graph call", "err", err)
 		return false
 	})
 	f()
@@ -83,31 +83,40 @@ func (j *job) renewDuring(f func()) {
 
 // renewEvery renews the job's leases every KeepAliveEvery in the
 // background. A failed renewal is passed to onErr, which says whether
-// renewing stops there. The returned function stops renewing, waits for it,
-// and returns the failure that stopped it, if any. The job's claim and
-// lease must not be touched elsewhere until then.
+// renewing stops there. The returned function stops renewing, waits for a
+// renewal under way, and returns the failure that stopped it, if any. The
+// job's claim and lease must not be touched elsewhere until then.
+//
+// It is a timer, not a goroutine with a ticker: nearly every Graph call
+// ends long before its first renewal, and a goroutine per call cost more
+// than the rest of the wait's bookkeeping.
 func (j *job) renewEvery(onErr func(error) (stop bool)) func() error {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	var failed error
-	wg.Go(func() {
-		t := time.NewTicker(j.p.cfg.KeepAliveEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if err := j.renew(); err != nil && onErr(err) {
-					failed = err
-					return
-				}
-			}
+	every := j.p.cfg.KeepAliveEvery
+	var (
+		mu      sync.Mutex // held by a renewal, so that stopping waits for it
+		stopped bool
+		failed  error
+		t       *time.Timer
+	)
+	mu.Lock()
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
+		if err := j.renew(); err != nil && onErr(err) {
+			failed = err
+			return
+		}
+		t.Reset(every)
 	})
+	mu.Unlock()
 	return func() error {
-		close(done)
-		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 		return failed
 	}
 }
@@ -117,7 +126,7 @@ func (j *job) renew() error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 	defer cancel()
 	if err := j.m.KeepAlive(ctx); err != nil {
-		j.log.Warn("broker keep-alive failed", "err", err)
+		j.logger().Warn("broker keep-alive failed", "err", err)
 	}
 	if j.claim != nil {
 		return j.claim.Renew(ctx)
