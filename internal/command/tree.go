@@ -124,7 +124,7 @@ func walk(src []byte, command bool) (*tree, *walkError) {
 		return nil, &walkError{detail: "not valid JSON: the input is empty"}
 	}
 	w := &walker{
-		t:       tree{src: src, nodes: make([]node, 0, 8+len(src)/24)},
+		t:       tree{src: src, nodes: make([]node, 0, nodesFor(src))},
 		text:    string(src),
 		command: command,
 	}
@@ -140,6 +140,16 @@ func walk(src []byte, command bool) (*tree, *walkError) {
 		return nil, we
 	}
 	return &w.t, nil
+}
+
+// nodesFor is the capacity of src's node slice. Every value but the
+// outermost follows a '{', '[' or ',', so their count bounds the tree
+// (commas inside strings count too); the bound is capped where
+// pathological input, a long string of commas, would make it wasteful,
+// and past that cap the slice grows.
+func nodesFor(src []byte) int {
+	n := 1 + bytes.Count(src, []byte{','}) + bytes.Count(src, []byte{'{'}) + bytes.Count(src, []byte{'['})
+	return min(n, 64+len(src)/24)
 }
 
 // value reads the JSON value that starts at src[i] and returns the offset

@@ -230,3 +230,21 @@ func hasLoneSurrogateOld(lit []byte) bool {
 	}
 	return false
 }
+
+// TestNodesForBoundsTheTree: the node slice is sized once for inputs under
+// the cap, so a bound that undercounts would show as a grown slice.
+func TestNodesForBoundsTheTree(t *testing.T) {
+	inputs := [][]byte{[]byte(`1`), []byte(`[]`), []byte(`{}`), []byte(`[1,[2,[3,{}]],{"a":{"b":[]}}]`), []byte(`{"a":"x,y","b":[true,false,null]}`)}
+	for _, e := range Examples() {
+		inputs = append(inputs, e.Data)
+	}
+	for _, src := range inputs {
+		tr, we := walk(src, false)
+		if we != nil {
+			t.Fatalf("%s: %v", src, we.detail)
+		}
+		if n := nodesFor(src); len(tr.nodes) > n || cap(tr.nodes) != n {
+			t.Errorf("%.60s: %d nodes, bound %d, capacity %d (grew)", src, len(tr.nodes), n, cap(tr.nodes))
+		}
+	}
+}

@@ -15,7 +15,7 @@ import (
 // encoding/json: records are read only when a write finds the key taken.
 // encode_test.go holds encoding/json as the oracle.
 func (d RequestRecord) encode() []byte {
-	return d.appendJSON(make([]byte, 0, 16+384*len(d.Commands)))
+	return d.appendJSON(make([]byte, 0, 16+640*len(d.Commands)))
 }
 
 func (d RequestRecord) appendJSON(b []byte) []byte {
