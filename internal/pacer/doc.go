@@ -44,10 +44,29 @@
 // time (a Curve) set by the last throttle, so that the replicas agree on it
 // without talking:
 //
-//   - The throttle that ends the open phase leaves Graph's limit unknown.
-//     The fleet rate starts at the number of calls Graph let through in
-//     the second before it (its burst), per second, and grows RampGrowth
-//     fold every second until the next throttle.
+//   - The throttle that ends the open phase leaves Graph's limit unknown,
+//     but its burst suggests it. Each replica measures the bucket behind
+//     the successes it had in the second before its first throttle (and
+//     those answered late, while the gate is closed): the smallest bucket
+//     that, refilled at ten times itself per second, let them all
+//     through, so that the refill while they came is not counted. The
+//     fleet takes the sum, in whole calls, as the bucket, guesses Graph's
+//     limit at ten buckets per second (a bucket of a tenth of a second,
+//     the stand-in's shape), and holds (1-Margin) under the guess for
+//     half of HoldFor, then probes as after an estimate. A right guess
+//     costs no second throttle; a high one drains Graph's bucket in the
+//     first paced seconds, and that throttle's estimate is as good as any
+//     (a full bucket drained at a steady rate) and may cut deeper than
+//     Decrease; a low one is found by the probe. A guess more than
+//     OpenAbove too low (Graph's bucket holds much less than a tenth of a
+//     second of its rate) lets the probe open the pacer: the fleet then
+//     remembers that guesses fail against this Graph and ramps after
+//     every later open phase, instead of holding at the same low guess
+//     again. Against such a Graph the first one or two minutes run at a
+//     fraction of R (0.2-0.7 in the simulation, TestAGuessRefutedLow...).
+//     Successes spread over more than a quarter of a second show a rate,
+//     not a bucket: then the fleet rate starts at them, per second, and
+//     grows RampGrowth fold every second until the next throttle.
 //   - Every later throttle reveals the limit. When the gate opened Graph's
 //     bucket was full; the fleet then sent at the known rate, and the
 //     bucket ran dry when the throttled call left (one measured latency
@@ -63,19 +82,27 @@
 //     eighth of HoldFor, and a ramp's, which errs high, further under, so
 //     that the next probe measures the limit precisely. A hold's estimate
 //     never cuts deeper than Decrease; when there is no estimate (the
-//     episode cannot explain the throttle) the rate is cut by Decrease
-//     from what the fleet really sent, the classic multiplicative
-//     decrease. The rate never falls under MinRate.
+//     episode cannot explain the throttle, or Graph's bucket holds one
+//     call, which drains at the first call whatever the limit) the rate
+//     is cut by Decrease from what the fleet really sent, the classic
+//     multiplicative decrease. The rate never falls under MinRate. A
+//     member that has not been seen for a second since the gate opened
+//     counts as using its share: what it sent in the second before
+//     counts the gate, not its demand.
 //   - A 429 answered while the gate was already closed, or by a replica
 //     that did not pace by the curve in force (it had just joined, or lost
 //     the store), belongs to the throttle already known: it may extend the
 //     gate, it does not cut the rate.
 //
 // Measured against a model of the project's Graph stand-in (a token bucket
-// of R calls/s and burst R/10, throttled calls charged too), three
-// replicas with 16 calls in flight each apply 0.95-0.98 R over 120s from a
-// cold start, 0.97-0.98 R over 300s, with 0.02-0.5% of calls answered 429,
-// for R of 20, 100 and 500 (sim_test.go).
+// of R calls/s and burst R/10, throttled calls charged too), one or three
+// replicas with 16 calls in flight each apply 0.975 R over the 60s from
+// the first applied write (the load harness's window) from a cold start,
+// the start-up costing 0.9-1.0s of R (the first throttle's gate), and
+// 0.96-0.98 R over 120s and 300s, with 0.01-0.4% of calls answered 429,
+// for R of 20, 100 and 500, Graph answers in order or overtaking each
+// other (sim_test.go). Limits under 20/s do worse (a bucket of one or two
+// calls drains at once, and its throttles tell little of the limit).
 //
 // The fleet. Replicas share one record per operation (a FleetState): the
 // curve, the gate and the members with their heartbeat, whether the rate

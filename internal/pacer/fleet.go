@@ -38,6 +38,9 @@ type Member struct {
 	Burst     float64   `json:"burst,omitempty"`
 	BurstSpan float64   `json:"burstSpan,omitempty"`
 	BurstAt   time.Time `json:"burstAt,omitzero"`
+	// Bucket is the share of Graph's bucket that Burst shows, its refill
+	// while the successes came taken out (bucketShare).
+	Bucket float64 `json:"bucket,omitempty"`
 }
 
 // Fleet is the state shared across replicas, one FleetState per operation.
@@ -199,12 +202,9 @@ func (p *Pacer) merge(st *FleetState, rep report) {
 		p.applyEvent(st, e)
 	}
 	// While the gate that ended the open phase is closed, the members
-	// report their bursts: the ramp starts from their sum.
-	if st.Curve.Mode == ModeRamp && rep.now.Before(st.Curve.From) {
-		if b := burstOf(st, st.Curve.Cut); b.calls > 0 {
-			st.Curve.Burst, st.Curve.Span = b.calls, b.span
-			st.Curve.Rate = max(p.law.minRate, b.calls)
-		}
+	// report their bursts: the law starts from their sum.
+	if st.Curve.fromBurst() && rep.now.Before(st.Curve.From) {
+		p.law.rebase(st)
 	}
 }
 

@@ -13,11 +13,13 @@ const (
 	// rate limit, only the slow start of a fresh process.
 	ModeOpen Mode = "open"
 	// ModeRamp: the first throttle ended the open phase and Graph's limit is
-	// unknown. The rate starts at the burst Graph let through, per second,
-	// and grows by RampGrowth every second until the next throttle.
+	// unknown, not even guessed from its burst. The rate starts at the
+	// burst Graph let through, per second, and grows by RampGrowth every
+	// second until the next throttle.
 	ModeRamp Mode = "ramp"
 	// ModeHold: the rate holds just under the limit estimated at the last
-	// throttle for HoldFor, then probes upward, slowly at first.
+	// throttle (or guessed from Graph's burst) for a while, then probes
+	// upward, slowly at first.
 	ModeHold Mode = "hold"
 )
 
@@ -33,6 +35,15 @@ type Curve struct {
 	Rate float64 `json:"rate,omitempty"`
 	// Limit is the estimated fleet limit of Graph, calls/s (hold only).
 	Limit float64 `json:"limit,omitempty"`
+	// Guess (hold only) says Limit is guessed from the burst that ended
+	// the open phase, not estimated from a drain: the throttle that
+	// refutes it cuts as deep as its estimate says.
+	Guess bool `json:"guess,omitempty"`
+	// NoGuess says a guess was refuted low (its probe opened the pacer
+	// without a throttle): Graph's bucket holds less of its rate than a
+	// guess assumes, and the throttle that ends the next open phase
+	// ramps instead of guessing. It carries over to every later law.
+	NoGuess bool `json:"noGuess,omitempty"`
 	// Burst is the estimated number of calls Graph lets through at once.
 	Burst float64 `json:"burst,omitempty"`
 	// Span (ramp only) is how long the successes counted in Burst took, in
@@ -129,11 +140,11 @@ func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Se
 func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 	f := l.rate(c, at)
 	if math.IsInf(f, 1) {
-		// Out of the open phase nothing is known but the burst: start
-		// from it, per second, and ramp up fast.
-		return Curve{Mode: ModeRamp, From: until, Rate: max(l.minRate, b.calls), Burst: b.calls, Span: b.span, Cut: at}
+		// A guess open here was refuted low: its probe went far above it
+		// without a throttle. The next burst would give the same guess.
+		return l.afterOpen(b, at, until, c.NoGuess || (c.Mode == ModeHold && c.Guess))
 	}
-	next := Curve{Mode: ModeHold, From: until, Burst: c.Burst, Hold: l.holdFor, Cut: at}
+	next := Curve{Mode: ModeHold, From: until, Burst: c.Burst, Hold: l.holdFor, Cut: at, NoGuess: c.NoGuess}
 	sentAt := sent(f, caps)
 	est, ok := l.estimate(c, at, caps)
 	floor := l.minRate
@@ -152,11 +163,13 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 		}
 		next.Burst = c.Burst
 	}
-	if c.Mode == ModeHold {
+	if c.Mode == ModeHold && !c.Guess {
 		// An estimate cuts at most as deep as a plain decrease: a
 		// throttle the model explains badly (Graph's bucket was not full
 		// when the gate opened, someone else spends it) costs no more
-		// than the classic answer. (A ramp overshoots by design.)
+		// than the classic answer. (A ramp overshoots by design, and a
+		// guess is one: Graph's bucket was full when the gate opened, the
+		// fleet sent at a steady rate, the model is exact.)
 		floor = max(floor, l.decrease*sentAt)
 	}
 	if ok {
@@ -182,6 +195,130 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 	return next
 }
 
+// afterOpen is the law after the throttle that ended the open phase,
+// answered at `at` and closing the gate until `until`; b is Graph's burst
+// as the replicas measured it.
+//
+// A burst measured as one (the successes came within burstSpan) gives a
+// guess of the limit: Graph's bucket is taken to hold guessBucket of its
+// rate (the stand-in's shape). The fleet holds just under the guess: when
+// the guess is right no second throttle is spent on finding the limit
+// (a ramp's costs a second of Graph's capacity, the gate, plus the second
+// it takes to climb); when it is high the first paced second drains the
+// bucket, and that throttle's estimate is as good as any (a full bucket
+// drained at a steady rate); when it is low the probe after the hold
+// finds the limit. A burst spread over longer is a rate seen, not a
+// bucket: the fleet ramps up from it, per second, fast.
+//
+// noGuess (a guess was refuted low before) always ramps.
+func (l law) afterOpen(b burst, at, until time.Time, noGuess bool) Curve {
+	if !noGuess && b.bucket > 0 && b.span <= burstSpan {
+		bucket := wholeBucket(b.bucket)
+		limit := bucket / guessBucket.Seconds()
+		return Curve{Mode: ModeHold, Guess: true, From: until, Rate: max(l.minRate, (1-l.margin)*limit),
+			Limit: limit, Burst: bucket, Hold: time.Duration(float64(l.holdFor) * guessHoldShare), Cut: at}
+	}
+	return Curve{Mode: ModeRamp, From: until, Rate: max(l.minRate, b.calls), Burst: b.calls, Span: b.span, Cut: at, NoGuess: noGuess}
+}
+
+// bucketShare is the bucket behind successes answered at ok (in answer
+// order) before a throttle answered at `at`: the smallest bucket, full at
+// the first success and refilled at the guessed limit (guessBucket of the
+// bucket per guessBucket), that let every one of them through. A plain
+// count of the successes counts Graph's refill while they came, but not
+// all of it: while the slow start sends slower than Graph refills, the
+// bucket stays full and its refill is lost. The true bucket is larger by
+// less than a call (what the last success left), so the fleet rounds the
+// sum of its members' up. A success answered after the throttle reached
+// Graph before it.
+func bucketShare(ok []time.Time, at time.Time) float64 {
+	if len(ok) == 0 {
+		return 0
+	}
+	fits := func(b float64) bool {
+		level, last := b, ok[0]
+		r := b / guessBucket.Seconds()
+		for _, t := range ok {
+			t = minTime(t, at)
+			level = min(b, level+r*max(0, t.Sub(last).Seconds()))
+			last = maxTime(last, t)
+			if level < 1 {
+				return false
+			}
+			level--
+		}
+		return true
+	}
+	// A bucket of every call fits them.
+	return bisect(0, float64(len(ok)), fits)
+}
+
+// bisect is the least x in [lo, hi] where the monotone ok turns true.
+func bisect(lo, hi float64, ok func(float64) bool) float64 {
+	for range 40 {
+		mid := (lo + hi) / 2
+		if ok(mid) {
+			hi = mid
+		} else {
+			lo = mid
+		}
+	}
+	return hi
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// wholeBucket rounds the fleet's bucket measure up to whole calls: the
+// measure is the least bucket that explains the successes, and a bucket
+// holds whole calls (answers that came back a little more bunched than
+// they reached Graph may lift the measure by up to bucketSlack).
+func wholeBucket(b float64) float64 {
+	return max(1, math.Ceil(b-bucketSlack))
+}
+
+// bucketSlack is how far over a whole number of calls a bucket measure
+// may lie and still count as it.
+const bucketSlack = 0.05
+
+// guessBucket is how much of Graph's rate its bucket is guessed to hold.
+// Graph's bucket is not published; a tenth of a second is the stand-in's,
+// and a throttle corrects a guess that is wrong.
+const guessBucket = 100 * time.Millisecond
+
+// guessHoldShare is how long a guess holds, as a share of HoldFor. A
+// guess the paced seconds did not refute bounds the limit from below only
+// (Graph's bucket was full when the gate opened and has not run dry), so
+// the probe that would find a higher limit comes sooner than after an
+// estimate; but not within the first minute, which a right guess spends
+// without a second throttle.
+const guessHoldShare = 0.5
+
+// rebase restarts st's law, set by the throttle that ended the open
+// phase, from the burst its members reported for that throttle (they
+// report it while its gate is closed, and a success answered late adds to
+// it).
+func (l law) rebase(st *FleetState) {
+	if b := burstOf(st, st.Curve.Cut); b.calls > 0 {
+		st.Curve = l.afterOpen(b, st.Curve.Cut, st.Curve.From, st.Curve.NoGuess)
+	}
+}
+
+// fromBurst reports whether c was set by the throttle that ended the open
+// phase, from Graph's burst.
+func (c Curve) fromBurst() bool { return c.Mode == ModeRamp || c.Guess }
+
 // minHoldShare is the shortest hold, as a share of HoldFor;
 // maxMarginBoost the most a rough estimate widens the margin.
 const (
@@ -194,14 +331,12 @@ const (
 const burstSpan = 0.25
 
 // burstGuess is the burst of a ramp curve: what the open phase measured
-// when it was a burst; otherwise a tenth of a second of the rate then seen.
-// (Graph's bucket is not published; a tenth of a second is the stand-in's,
-// and the rate law corrects the limit at later throttles anyway.)
+// when it was a burst; otherwise guessBucket of the rate then seen.
 func burstGuess(c Curve) float64 {
 	if c.Span <= burstSpan {
 		return c.Burst
 	}
-	return max(1, c.Burst/c.Span/10)
+	return max(1, c.Burst/c.Span*guessBucket.Seconds())
 }
 
 // sent is the fleet's sending rate when the law allows f: each of the
@@ -221,8 +356,9 @@ func sent(f float64, caps []float64) float64 {
 // burst is Graph's burst as the replicas measured it out of the open phase:
 // calls that succeeded within span seconds.
 type burst struct {
-	calls float64
-	span  float64
+	calls  float64
+	span   float64
+	bucket float64 // the bucket the calls show (bucketShare), summed
 }
 
 // estimateSteps is the resolution of the bucket model in estimate.
@@ -237,7 +373,12 @@ const estimateSteps = 2000
 // percent and can sit just under it instead of sawing up and down.
 func (l law) estimate(c Curve, at time.Time, caps []float64) (estimate, bool) {
 	span := at.Sub(c.From)
-	if span <= 0 || c.Burst <= 0 {
+	if span <= 0 || c.Burst < 2 {
+		// A bucket of one call drains at the first call, whatever Graph's
+		// rate: the throttle says only that the fleet sent faster than
+		// Graph refills. (An estimate would be what the fleet sent; each
+		// cut would be the margin only, and a fleet over the limit would
+		// stay over it, throttled at every opening of the gate.)
 		return estimate{}, false
 	}
 	dt := span.Seconds() / estimateSteps
@@ -255,7 +396,7 @@ func (l law) estimate(c Curve, at time.Time, caps []float64) (estimate, bool) {
 	// Calls are whole: a call finds a token only while the level is at
 	// least one, so the bucket holds Burst-1 calls above the level at
 	// which the next one fails.
-	room := max(0, c.Burst-1)
+	room := c.Burst - 1
 	drains := func(r float64) bool {
 		level := room
 		for _, s := range out {

@@ -30,13 +30,6 @@ func drainAt(l law, c Curve, r, b, capRate float64) time.Time {
 	}
 }
 
-func maxTime(a, b time.Time) time.Time {
-	if a.After(b) {
-		return a
-	}
-	return b
-}
-
 func TestEstimateRecoversTheLimit(t *testing.T) {
 	l := law{minRate: 1, decrease: 0.7, margin: 0.01, growth: 16, openAbove: 4, holdFor: 2 * time.Minute, probeScale: 30 * time.Second}
 	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
@@ -94,5 +87,60 @@ func TestRoughEstimatesHoldLessAndFurtherUnder(t *testing.T) {
 	}
 	if got, want := next.Rate, (1-l.margin)*next.Limit; math.Abs(got-want) > 1e-9 {
 		t.Errorf("a sure estimate holds at %v, want %v (the margin under it)", got, want)
+	}
+}
+
+// slowStartBurst is what a fresh process sees of a stand-in bucket of b
+// calls refilled at 10·b calls/s: a slow start doubling every round trip
+// (at most 16 in flight) until the first call finds no token. It returns
+// the answers of the successes and of that throttle.
+func slowStartBurst(b float64, rtt time.Duration) ([]time.Time, time.Time) {
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	tokens, last := b, t0
+	var ok []time.Time
+	for k := 0; ; k++ {
+		w := min(1<<k, 16)
+		for i := range w {
+			arrive := t0.Add(time.Duration(k)*rtt + time.Duration(i)*rtt/time.Duration(w) + rtt/2)
+			tokens = math.Min(b, tokens+arrive.Sub(last).Seconds()*10*b)
+			last = arrive
+			if tokens < 1 {
+				return ok, arrive.Add(rtt / 2)
+			}
+			tokens--
+			ok = append(ok, arrive.Add(rtt/2))
+		}
+	}
+}
+
+func TestBucketShareTakesTheRefillOut(t *testing.T) {
+	for _, b := range []float64{1, 2, 10, 50} {
+		for _, rtt := range []time.Duration{time.Millisecond, 2 * time.Millisecond, 5 * time.Millisecond} {
+			ok, at := slowStartBurst(b, rtt)
+			got := wholeBucket(bucketShare(ok, at))
+			if got != b {
+				t.Errorf("bucket of %v, round trip %v: %d successes measure a bucket of %v (%.2f), want %v",
+					b, rtt, len(ok), got, bucketShare(ok, at), b)
+			}
+			if b == 50 && rtt == 5*time.Millisecond && float64(len(ok)) <= b {
+				t.Errorf("bucket of 50: %d successes, want more (the refill while they came): the case is not tested", len(ok))
+			}
+		}
+	}
+}
+
+func TestABucketOfOneCallCutsByDecrease(t *testing.T) {
+	// A bucket of one call drains at the first call whatever Graph's
+	// rate. Taken for an estimate, the throttle would explain a limit
+	// equal to what the fleet sent, the cut would be the margin only,
+	// and a fleet over the limit would be throttled at every opening of
+	// the gate (the spiral seen at R=20 when a burst was counted short).
+	l := law{minRate: 1, decrease: 0.7, margin: 0.01, growth: 16, openAbove: 4, holdFor: 2 * time.Minute, probeScale: 30 * time.Second}
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	c := Curve{Mode: ModeHold, From: t0, Rate: 30, Limit: 30, Burst: 1, Hold: time.Hour}
+	at := drainAt(l, c, 20, 1, 0)
+	next := l.cut(c, at, at.Add(time.Second), burst{}, nil)
+	if want := l.decrease * 30; next.Rate > want+1e-9 {
+		t.Errorf("a throttle of a bucket of one call at 30/s cuts to %.2f/s, want %.2f at most (the plain decrease)", next.Rate, want)
 	}
 }

@@ -203,6 +203,8 @@ type Pacer struct {
 	burst        float64
 	burstSpan    float64 // seconds
 	burstAt      time.Time
+	okAt         []time.Time // answers of the successes of the last second, oldest first
+	bucket       float64     // the share of Graph's bucket okAt shows (bucketShare)
 
 	syncFailing bool
 }
@@ -259,6 +261,7 @@ func (p *Pacer) Succeeded() {
 	p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) {
 		p.successes.add(now)
+		p.noteSuccessLocked(now)
 		if p.firstSuccess.IsZero() {
 			p.firstSuccess = now
 		}
@@ -266,6 +269,23 @@ func (p *Pacer) Succeeded() {
 			p.window++
 			p.signalLocked()
 		}
+		return
+	}
+	if c := p.view.Curve; p.burstTaken && c.fromBurst() && now.Before(c.From) && c.Cut.Sub(p.burstAt).Abs() <= burstMatch {
+		// A success answered while the gate that ended the open phase is
+		// closed left before the throttle: it belongs to Graph's burst.
+		// Answers overtake each other, and a burst counted short makes
+		// the law start low (a call short is a tenth of a second of
+		// Graph's rate short) and every estimate after it wrong.
+		p.burst++
+		p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
+		p.noteSuccessLocked(now)
+		p.bucket = bucketShare(p.okAt, p.burstAt)
+		if p.view.Members == nil {
+			p.view.Members = map[string]Member{}
+		}
+		p.view.Members[p.cfg.ReplicaID] = p.memberLocked(now)
+		p.law.rebase(&p.view)
 	}
 }
 
@@ -304,6 +324,8 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 		if !p.firstSuccess.IsZero() {
 			p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
 		}
+		p.trimSuccessesLocked(now)
+		p.bucket = bucketShare(p.okAt, now)
 	}
 	p.seq++
 	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter),
@@ -379,6 +401,7 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 		p.successes = ring{}
 		p.burstTaken = false
 		p.firstSuccess = time.Time{}
+		p.okAt = p.okAt[:0]
 	}
 	p.open = open
 	return f
@@ -402,7 +425,28 @@ func (p *Pacer) landLocked(now time.Time) {
 // memberLocked is this replica's entry in the fleet record.
 func (p *Pacer) memberLocked(now time.Time) Member {
 	return Member{Seen: now, Limited: now.Sub(p.limitedAt) <= time.Second, Sent: float64(p.departures.sum(now)),
-		Burst: p.burst, BurstSpan: p.burstSpan, BurstAt: p.burstAt}
+		Burst: p.burst, BurstSpan: p.burstSpan, BurstAt: p.burstAt, Bucket: p.bucket}
+}
+
+// noteSuccessLocked keeps the answer of a success of the open phase for
+// the bucket measure, the latest maxFlight at least. The older half goes
+// at once when twice as many are kept: an open phase may last long, at
+// thousands of calls a second, and the measure needs the last second only.
+func (p *Pacer) noteSuccessLocked(now time.Time) {
+	if len(p.okAt) >= 2*maxFlight {
+		p.okAt = slices.Delete(p.okAt, 0, len(p.okAt)-maxFlight)
+	}
+	p.okAt = append(p.okAt, now)
+}
+
+// trimSuccessesLocked keeps the successes answered in the last second:
+// the burst's.
+func (p *Pacer) trimSuccessesLocked(now time.Time) {
+	i := 0
+	for i < len(p.okAt) && now.Sub(p.okAt[i]) > time.Second {
+		i++
+	}
+	p.okAt = slices.Delete(p.okAt, 0, i)
 }
 
 // applyEvent folds a throttle into st and reports whether it cut the rate.
@@ -435,6 +479,10 @@ func (p *Pacer) applyEvent(st *FleetState, e event) bool {
 // capsOf is what each member could send, calls/s: unbounded for a member
 // the rate held back, what it sent over the last second for the others
 // (they are held back by their own demand or concurrency, not by the rate).
+// A member not seen for a whole second since the gate opened is taken to
+// use its share: what it sent in the second before counts the gate, not
+// its demand, and a throttle soon after the opening would otherwise be
+// explained by a fleet sending next to nothing, and cut the rate to that.
 // This replica is taken as it was at the throttle (self).
 func (p *Pacer) capsOf(st *FleetState, alive []string, self Member) []float64 {
 	caps := make([]float64, len(alive))
@@ -444,7 +492,7 @@ func (p *Pacer) capsOf(st *FleetState, alive []string, self Member) []float64 {
 			m = self
 		}
 		caps[i] = math.Inf(1)
-		if !m.Limited {
+		if !m.Limited && !m.Seen.Before(st.Curve.From.Add(time.Second)) {
 			caps[i] = m.Sent
 		}
 	}
@@ -465,12 +513,14 @@ func burstOf(st *FleetState, at time.Time) burst {
 		m := st.Members[id]
 		if !m.BurstAt.IsZero() && m.BurstAt.Sub(at).Abs() <= burstMatch {
 			b.calls += m.Burst
+			b.bucket += m.Bucket
 			b.span = max(b.span, m.BurstSpan)
 			n++
 		}
 	}
 	if n > 0 {
 		b.calls *= float64(len(alive)) / float64(n)
+		b.bucket *= float64(len(alive)) / float64(n)
 	}
 	return b
 }

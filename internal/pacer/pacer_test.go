@@ -271,18 +271,56 @@ func TestReplicasLeaveStaggeredWhenTheFleetGateOpens(t *testing.T) {
 }
 
 func TestRateLaw(t *testing.T) {
-	t.Run("the throttle that ends the open phase starts a ramp from the burst per second", func(t *testing.T) {
+	t.Run("the throttle that ends the open phase holds under the limit its burst suggests", func(t *testing.T) {
 		clock := newFakeClock()
 		p := newPacer(clock, nil, "a", 0)
-		for range 5 {
+		for range 5 { // Graph let 5 calls through at once: its bucket
 			p.Reserve().Delay()
 			p.Succeeded()
 		}
 		p.Reserve().Delay()
 		p.Throttled(time.Second)
 		clock.Advance(time.Second)
+		want := 50 * (1 - pacer.DefaultMargin) // a bucket of a tenth of a second
+		if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
+			t.Errorf("FleetRate() at the gate = %v, want %v (the margin under 10 buckets/s)", got, want)
+		}
+		clock.Advance(30 * time.Second)
+		if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
+			t.Errorf("FleetRate() 30s later = %v, want it held at %v", got, want)
+		}
+	})
+	t.Run("a success answered while the gate is closed counts in the burst", func(t *testing.T) {
+		clock := newFakeClock()
+		p := newPacer(clock, nil, "a", 0)
+		rs := make([]*pacer.Reservation, 6)
+		for i := range rs {
+			rs[i] = p.Reserve()
+			if i < 4 {
+				p.Succeeded()
+			}
+		}
+		clock.Advance(time.Millisecond)
+		p.Throttled(time.Second) // overtook the fifth call's answer
+		p.Succeeded()
+		clock.Advance(time.Second)
+		if got, want := p.FleetRate(), 50*(1-pacer.DefaultMargin); math.Abs(got-want) > 0.01 {
+			t.Errorf("FleetRate() at the gate = %v, want %v (a burst of 5, not 4)", got, want)
+		}
+	})
+	t.Run("successes spread over longer than a burst start a ramp from them per second", func(t *testing.T) {
+		clock := newFakeClock()
+		p := newPacer(clock, nil, "a", 0)
+		for range 5 {
+			p.Reserve().Delay()
+			p.Succeeded()
+			clock.Advance(100 * time.Millisecond)
+		}
+		p.Reserve().Delay()
+		p.Throttled(time.Second)
+		clock.Advance(time.Second)
 		if got := p.FleetRate(); math.Abs(got-5) > 0.01 {
-			t.Errorf("FleetRate() at the gate = %v, want 5 (the burst, per second)", got)
+			t.Errorf("FleetRate() at the gate = %v, want 5 (the successes, per second)", got)
 		}
 		clock.Advance(time.Second)
 		if got := p.FleetRate(); math.Abs(got-5*pacer.DefaultRampGrowth) > 0.1 {

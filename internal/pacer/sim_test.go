@@ -67,6 +67,7 @@ type simParams struct {
 	replicas    int
 	concurrency int           // calls in flight per replica
 	latency     time.Duration // round trip of a Graph call
+	jitter      time.Duration // each leg of a call takes up to this much longer (uniform), so answers can overtake each other
 	duration    time.Duration
 	syncEvery   time.Duration // each replica's Sync period (Run's SyncInterval)
 	syncDelay   time.Duration // from a throttle to its sync (Run's kick)
@@ -77,6 +78,7 @@ type simParams struct {
 	storeDown   bool                // every Sync fails
 	newLimit    float64             // Graph's limit from newLimitAt on
 	newLimitAt  time.Duration
+	bucket      float64 // Graph's burst, calls; 0: the stand-in's max(1, ceil(R/10))
 }
 
 type simResult struct {
@@ -96,6 +98,16 @@ func sum(xs []int) int {
 // rate is the applied calls per second over seconds [from, to).
 func (r simResult) rate(from, to int) float64 {
 	return float64(sum(r.applied[from:to])) / float64(to-from)
+}
+
+// window is the load harness's measure: applied/s over the n seconds from
+// the first second with an applied write, and that second.
+func (r simResult) window(n int) (float64, int) {
+	first := 0
+	for first < len(r.applied) && r.applied[first] == 0 {
+		first++
+	}
+	return r.rate(first, first+n), first
 }
 
 // throttledShare is the share of write calls answered 429, whole run.
@@ -164,6 +176,9 @@ func simulate(t *testing.T, sp simParams) simResult {
 		fleet.fail = errors.New("store unreachable")
 	}
 	graph := newStandIn(sp.limit, start)
+	if graph != nil && sp.bucket > 0 {
+		graph.burst, graph.tokens = sp.bucket, sp.bucket
+	}
 	rng := rand.New(rand.NewPCG(sp.seed, 7))
 
 	type replica struct {
@@ -207,6 +222,14 @@ func simulate(t *testing.T, sp simParams) simResult {
 		}
 	}
 
+	// leg is the time of one leg of a call (to Graph, or back).
+	leg := func() time.Duration {
+		d := sp.latency / 2
+		if sp.jitter > 0 {
+			d += time.Duration(rng.Float64() * float64(sp.jitter))
+		}
+		return d
+	}
 	seconds := int(sp.duration / time.Second)
 	res := simResult{applied: make([]int, seconds), throttled: make([]int, seconds)}
 	ctx := context.Background()
@@ -235,7 +258,7 @@ func simulate(t *testing.T, sp simParams) simResult {
 			if now.Before(r.gate) {
 				res.early++
 			}
-			push(simEvent{at: e.at + sp.latency/2, kind: evArrive, replica: e.replica, slot: e.slot})
+			push(simEvent{at: e.at + leg(), kind: evArrive, replica: e.replica, slot: e.slot})
 		case evArrive:
 			if sp.newLimitAt > 0 && e.at >= sp.newLimitAt && graph.rate != sp.newLimit {
 				graph.take(now) // settle the bucket at the old rate
@@ -244,7 +267,7 @@ func simulate(t *testing.T, sp simParams) simResult {
 				graph.tokens = math.Min(graph.tokens, graph.burst)
 			}
 			ok, ra := graph.take(now)
-			push(simEvent{at: e.at + sp.latency/2, kind: evAnswer, replica: e.replica, slot: e.slot, ok: ok, ra: ra})
+			push(simEvent{at: e.at + leg(), kind: evAnswer, replica: e.replica, slot: e.slot, ok: ok, ra: ra})
 		case evAnswer:
 			if e.ok {
 				r.p.Succeeded()
@@ -288,11 +311,11 @@ func simBase(limit float64, n int, d time.Duration) simParams {
 // over the whole of a 300s run (which includes the discovery and the
 // probes), and over a 120s run less its first 5s (the discovery): the
 // pacer starts open, as it must cost nothing while Graph does not limit,
-// so it learns the limit from two throttles, the one that ends the open
-// phase and the one that ends the ramp after it; each closes the gate for a
-// Retry-After of at least a second, two seconds of Graph's capacity that no
-// pacer can save, 1.7% of 120s. The whole-run figures of the 120s run are
-// logged: 0.951-0.977 here, 0.950 at worst over seeds and Graph latencies
+// so the throttle that ends the open phase closes the gate for a
+// Retry-After of at least a second, Graph's capacity that no pacer can
+// save (its burst guesses the limit, so that finding it costs no second
+// throttle; TestStartUp). The whole-run figures of the 120s run are
+// logged: 0.974-0.977 here, 0.964-0.977 over seeds and Graph latencies
 // of 0-10ms.
 func TestFleetSimulation(t *testing.T) {
 	for _, limit := range []float64{20, 100, 500} {
@@ -438,5 +461,89 @@ func TestGraphChangesItsLimit(t *testing.T) {
 				t.Errorf("applied %.1f/s from %ds, want about the new limit %v", a, tc.checkFrom, tc.to)
 			}
 		})
+	}
+}
+
+// TestStartUp is the load harness's goal (issue 4) in the simulation:
+// over the 60s from the first applied write, applied/s of at least 95% of
+// R and at most 2% of write calls answered 429, from a cold start, with
+// Graph answers that keep their order and answers that overtake each
+// other. A 60s window tolerates 3s of Graph's capacity unused; the margin
+// under the limit takes 0.6s of it, so the start-up (the open phase's
+// throttle and its gate, and finding the limit) must cost well under 2s.
+// The pacer guesses the limit from the burst and holds under it, so it
+// costs about the first throttle's gate: 0.9-1.1s.
+func TestStartUp(t *testing.T) {
+	for _, limit := range []float64{20, 100, 500} {
+		for _, n := range []int{1, 3} {
+			t.Run(fmt.Sprintf("R=%v N=%d", limit, n), func(t *testing.T) {
+				t.Parallel()
+				for _, net := range []struct{ latency, jitter time.Duration }{{2 * time.Millisecond, 0}, {time.Millisecond, time.Millisecond}} {
+					for seed := uint64(1); seed <= 3; seed++ {
+						sp := simBase(limit, n, 70*time.Second)
+						sp.latency, sp.jitter, sp.seed = net.latency, net.jitter, seed
+						r := simulate(t, sp)
+						applied, first := r.window(60)
+						startUp := 0.0 // seconds of Graph's capacity unused
+						for _, a := range r.applied[first : first+5] {
+							startUp += 1 - float64(a)/limit
+						}
+						t.Logf("latency %v+%v seed %d: applied %.3fR over 60s, start-up %.2fs, 429s %.2f%%",
+							net.latency, net.jitter, seed, applied/limit, startUp, 100*r.throttledShare())
+						if applied < 0.95*limit || startUp > 1.5 || r.throttledShare() > 0.02 || r.early > 0 {
+							t.Errorf("latency %v+%v seed %d: applied %.1f/s over 60s (want >= %.1f), start-up %.2fs of R (want <= 1.5s), 429s %.2f%% (want <= 2%%), %d early calls: %s",
+								net.latency, net.jitter, seed, applied, 0.95*limit, startUp, 100*r.throttledShare(), r.early, r)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestNoThrottleSpiral is the spiral seen with the real harness at R=20
+// and one replica: settled at 3-5 applied/s with a 429 almost every second.
+// Answers overtake each other, the throttle's answer came before a
+// success's, and the burst was counted one call short (1, not 2); the
+// estimate from a bucket of one call is what the fleet sent, each cut was
+// the margin only, and the fleet stayed over the limit, throttled at every
+// opening of the gate. Now a success answered while the gate is closed
+// counts in the burst, and a bucket of one call gives no estimate (the
+// cut is the plain decrease).
+func TestNoThrottleSpiral(t *testing.T) {
+	t.Parallel()
+	for _, jitter := range []time.Duration{500 * time.Microsecond, time.Millisecond, 2 * time.Millisecond} {
+		for seed := uint64(1); seed <= 15; seed++ {
+			sp := simBase(20, 1, 65*time.Second)
+			sp.latency, sp.jitter, sp.seed = time.Millisecond, jitter, seed
+			r := simulate(t, sp)
+			applied, first := r.window(60)
+			if late := sum(r.throttled[first+3:]); applied < 0.95*20 || late > 2 {
+				t.Errorf("jitter %v seed %d: applied %.1f/s over 60s (want >= 19), %d 429s after the start-up (want at most 2): %s",
+					jitter, seed, applied, late, r)
+			}
+		}
+	}
+}
+
+// TestAGuessRefutedLowIsNotMadeAgain: against a Graph whose bucket holds
+// far less of its rate than the guess assumes (here 0.02s, a fifth of the
+// stand-in's), the guess from the first burst is a fifth of R. The probe
+// after its hold finds no limit within OpenAbove of it and opens the
+// pacer; the next burst would give the same low guess, over and over.
+// Once refuted, the law ramps instead and the fleet finds R: the first
+// two minutes pay for the wrong guess, the three after run at R.
+func TestAGuessRefutedLowIsNotMadeAgain(t *testing.T) {
+	t.Parallel()
+	for _, limit := range []float64{500, 1000} {
+		for _, n := range []int{1, 3} {
+			sp := simBase(limit, n, 300*time.Second)
+			sp.bucket = limit * 0.02
+			r := simulate(t, sp)
+			t.Logf("R=%v N=%d: %.3f %.3f %.3f", limit, n, r.rate(0, 60)/limit, r.rate(60, 120)/limit, r.rate(120, 300)/limit)
+			if got := r.rate(120, 300); got < 0.95*limit {
+				t.Errorf("R=%v N=%d: %.1f/s over seconds 120-300, want at least %.1f: %s", limit, n, got, 0.95*limit, r)
+			}
+		}
 	}
 }
