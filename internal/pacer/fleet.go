@@ -235,6 +235,15 @@ func (p *Pacer) adoptLocked(st FleetState, rep report) {
 		p.gateJitter = p.cfg.Rand()
 	}
 	p.events = later
+	if c, now := p.view.Curve, p.clock.Now(); c.fromBurst() && now.Before(c.From) && !p.burstTaken {
+		// The fleet learnt of the throttle that ended the open phase
+		// before Graph told this replica: its share of the burst is
+		// measured at that throttle all the same, if only to say it had
+		// none. Otherwise the fleet scales the shares it has up to every
+		// member, and a replica that joined late, or had sent nothing
+		// yet, makes Graph's burst look larger than it is.
+		p.takeBurstLocked(c.Cut, now)
+	}
 	alive := members(&p.view)
 	p.members = max(1, len(alive))
 	p.rank = max(0, slices.Index(alive, p.cfg.ReplicaID))

@@ -253,9 +253,10 @@ func bucketShare(ok []time.Time, at time.Time) float64 {
 	return bisect(0, float64(len(ok)), fits)
 }
 
-// bisect is the least x in [lo, hi] where the monotone ok turns true.
+// bisect is the least x in [lo, hi] where the monotone ok turns true, to
+// a 2⁻⁵⁰th of the interval.
 func bisect(lo, hi float64, ok func(float64) bool) float64 {
-	for range 40 {
+	for range 50 {
 		mid := (lo + hi) / 2
 		if ok(mid) {
 			hi = mid
@@ -412,15 +413,7 @@ func (l law) estimate(c Curve, at time.Time, caps []float64) (estimate, bool) {
 		// by this episode (Graph's bucket was not full, or others use it).
 		return estimate{}, false
 	}
-	lo := 0.0
-	for range 50 {
-		mid := (lo + hi) / 2
-		if drains(mid) {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
+	lo := bisect(0, hi, func(r float64) bool { return !drains(r) })
 	// The drain is the end of the episode where the fleet sent above the
 	// estimate: the longer it lasted, the less one call more or less
 	// (calls are whole, the model is not) moves the estimate.

@@ -315,17 +315,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	p.mu.Lock()
 	p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) && !p.burstTaken {
-		p.burstTaken = true
-		p.burst = float64(p.successes.sum(now))
-		p.burstAt = now
-		// The successes count Graph's refill while they were sent: from
-		// the first answer to this one (answers lag departures alike).
-		p.burstSpan = 0
-		if !p.firstSuccess.IsZero() {
-			p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
-		}
-		p.trimSuccessesLocked(now)
-		p.bucket = bucketShare(p.okAt, now)
+		p.takeBurstLocked(now, now)
 	}
 	p.seq++
 	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter),
@@ -420,6 +410,22 @@ func (p *Pacer) landLocked(now time.Time) {
 	} else {
 		p.latency += (d - p.latency) / 8
 	}
+}
+
+// takeBurstLocked measures this replica's share of Graph's burst at the
+// throttle that ends the open phase, answered at `at` (now is the present).
+func (p *Pacer) takeBurstLocked(at, now time.Time) {
+	p.burstTaken = true
+	p.burst = float64(p.successes.sum(now))
+	p.burstAt = at
+	// The successes count Graph's refill while they were sent: from the
+	// first answer to the throttle's (answers lag departures alike).
+	p.burstSpan = 0
+	if !p.firstSuccess.IsZero() {
+		p.burstSpan = min(1, max(0, at.Sub(p.firstSuccess).Seconds()))
+	}
+	p.trimSuccessesLocked(now)
+	p.bucket = bucketShare(p.okAt, at)
 }
 
 // memberLocked is this replica's entry in the fleet record.

@@ -547,3 +547,26 @@ func TestAGuessRefutedLowIsNotMadeAgain(t *testing.T) {
 		}
 	}
 }
+
+// TestALateReplicaDoesNotInflateTheBurst: replicas never start at the
+// same instant. One that joins after the throttle that ended the open
+// phase (or had sent nothing before it) took no part in Graph's burst, and
+// says so; were it left out, the fleet would scale the others' shares up
+// to it, guess the limit half as high again as it is at R = 20 (a bucket
+// of 2 taken for 3), be throttled as the gate opens, and hold an estimate
+// near 0.8 R for half a minute.
+func TestALateReplicaDoesNotInflateTheBurst(t *testing.T) {
+	t.Parallel()
+	for _, limit := range []float64{20, 100, 500} {
+		for _, join := range []time.Duration{50 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+			for seed := uint64(1); seed <= 3; seed++ {
+				sp := simBase(limit, 3, 65*time.Second)
+				sp.latency, sp.joinAt, sp.seed = time.Millisecond, join, seed
+				r := simulate(t, sp)
+				if applied, _ := r.window(60); applied < 0.95*limit {
+					t.Errorf("R=%v, last replica joins at %v, seed %d: %.1f/s over 60s, want at least %.1f: %s", limit, join, seed, applied, 0.95*limit, r)
+				}
+			}
+		}
+	}
+}
