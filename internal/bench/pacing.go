@@ -401,7 +401,7 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 		return pr, ctx.Err()
 	}
 	pr.LoadAvg = LoadAvg()
-	pr.measure(sim.Timeline(time.Second), cfg.Duration)
+	pr.measure(sim.TimelineFromFirstApplied(time.Second), cfg.Duration)
 	st := sim.Stats()
 	pr.WriteCalls = st.Calls[graphsim.OpResume]
 	pr.Throttled = st.Throttled

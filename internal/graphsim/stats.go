@@ -182,6 +182,19 @@ func (s *Sim) AppliedCount(requestID string) int {
 // plots. A non-positive bucket returns nil. The caller chooses bucket: a
 // long run cut in tiny slices makes a long slice.
 func (s *Sim) Timeline(bucket time.Duration) []Bucket {
+	return s.timeline(bucket, false)
+}
+
+// TimelineFromFirstApplied is Timeline with its slices starting at the
+// first effective write instead of at New, so that a window measured in
+// whole slices from that write starts at it and not up to a slice before
+// it; answers before that write count in the first slice. It is empty
+// until a write is applied.
+func (s *Sim) TimelineFromFirstApplied(bucket time.Duration) []Bucket {
+	return s.timeline(bucket, true)
+}
+
+func (s *Sim) timeline(bucket time.Duration, fromFirstApplied bool) []Bucket {
 	if bucket <= 0 {
 		return nil
 	}
@@ -190,6 +203,20 @@ func (s *Sim) Timeline(bucket time.Duration) []Bucket {
 	throttled := append([]time.Duration(nil), s.throttledAt...)
 	end := s.now().Sub(s.start)
 	s.mu.Unlock()
+	origin := time.Duration(0)
+	if fromFirstApplied {
+		if len(applied) == 0 {
+			return []Bucket{}
+		}
+		origin = applied[0] // appended in the order the writes took effect
+	}
+	for _, ds := range [][]time.Duration{applied, throttled} {
+		for i := range ds {
+			ds[i] -= origin
+		}
+	}
+	end -= origin
+	start := s.start.Add(origin)
 	index := func(d time.Duration) int { return int(max(0, d) / bucket) }
 	n := index(end) + 1
 	for _, d := range applied {
@@ -200,7 +227,7 @@ func (s *Sim) Timeline(bucket time.Duration) []Bucket {
 	}
 	out := make([]Bucket, n)
 	for i := range out {
-		out[i].Start = s.start.Add(time.Duration(i) * bucket)
+		out[i].Start = start.Add(time.Duration(i) * bucket)
 	}
 	for _, d := range applied {
 		out[index(d)].Applied++

@@ -210,6 +210,18 @@ func TestTimelineCountsAppliedWritesAndThrottlesPerBucket(t *testing.T) {
 	if got := f.sim.Timeline(0); got != nil {
 		t.Errorf("Timeline(0) = %+v, want nil", got)
 	}
+	// From the first applied write (t0+200ms): the 429 at 1.4s and the
+	// write at 1.3s fall in the second slice, those at 2.5s and 2.6s in
+	// the third; the slices end with now (t0+3s).
+	from := t0.Add(200 * time.Millisecond)
+	wantFrom := []graphsim.Bucket{
+		{Start: from, Applied: 1},
+		{Start: from.Add(time.Second), Applied: 1, Throttled: 1},
+		{Start: from.Add(2 * time.Second), Applied: 1, Throttled: 1},
+	}
+	if got := f.sim.TimelineFromFirstApplied(time.Second); !reflect.DeepEqual(got, wantFrom) {
+		t.Errorf("TimelineFromFirstApplied(1s) =\n%+v\nwant\n%+v", got, wantFrom)
+	}
 	if st := f.sim.Stats(); st.Throttled != 2 || st.Applied[graphsim.OpResume] != 2 || st.Applied[graphsim.OpRoleRequestUpdate] != 1 {
 		t.Errorf("Stats = %+v", st)
 	}

@@ -63,7 +63,7 @@
 //     remembers that guesses fail against this Graph and ramps after
 //     every later open phase, instead of holding at the same low guess
 //     again. Against such a Graph the first one or two minutes run at a
-//     fraction of R (0.2-0.7 in the simulation, TestAGuessRefutedLow...).
+//     fraction of R (0.2-0.7 in the simulation; TestAGuessRefutedLowIsNotMadeAgain).
 //     Successes spread over more than a quarter of a second show a rate,
 //     not a bucket: then the fleet rate starts at them, per second, and
 //     grows RampGrowth fold every second until the next throttle.
@@ -106,8 +106,12 @@
 //
 // The fleet. Replicas share one record per operation (a FleetState): the
 // curve, the gate and the members with their heartbeat, whether the rate
-// held them back, and what they sent. Each replica reads, merges and
-// compare-and-swaps it every SyncInterval and at once after a throttle. A
+// held them back, what they sent, and their share of the burst that ended
+// the open phase (a replica that learns of that throttle from the fleet
+// rather than from Graph reports its share too, if only as none, so that
+// a replica that started late does not make the burst look larger). Each
+// replica reads, merges and compare-and-swaps the record every
+// SyncInterval and at once after a throttle. A
 // replica silent for MemberLease is dropped and the others' shares grow;
 // Run's end removes its replica at once. Calls never wait for the store: a
 // slow or unreachable store leaves each replica pacing with what it last
