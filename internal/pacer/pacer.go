@@ -281,10 +281,7 @@ func (p *Pacer) Succeeded() {
 		p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
 		p.noteSuccessLocked(now)
 		p.bucket = bucketShare(p.okAt, p.burstAt)
-		if p.view.Members == nil {
-			p.view.Members = map[string]Member{}
-		}
-		p.view.Members[p.cfg.ReplicaID] = p.memberLocked(now)
+		p.setSelfLocked(p.memberLocked(now))
 		p.law.rebase(&p.view)
 	}
 }
@@ -324,10 +321,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	if len(p.events) > maxEvents {
 		p.events = slices.Delete(p.events, 0, len(p.events)-maxEvents)
 	}
-	if p.view.Members == nil {
-		p.view.Members = map[string]Member{}
-	}
-	p.view.Members[p.cfg.ReplicaID] = e.self
+	p.setSelfLocked(e.self)
 	before := p.view.Until
 	cut := p.applyEvent(&p.view, e)
 	if p.view.Until.After(before) {
@@ -426,6 +420,15 @@ func (p *Pacer) takeBurstLocked(at, now time.Time) {
 	}
 	p.trimSuccessesLocked(now)
 	p.bucket = bucketShare(p.okAt, at)
+}
+
+// setSelfLocked puts this replica's entry into its own view of the fleet
+// record, ahead of the next sync.
+func (p *Pacer) setSelfLocked(m Member) {
+	if p.view.Members == nil {
+		p.view.Members = map[string]Member{}
+	}
+	p.view.Members[p.cfg.ReplicaID] = m
 }
 
 // memberLocked is this replica's entry in the fleet record.

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/graphops/worker/internal/command"
@@ -157,7 +158,7 @@ type job struct {
 	// logAttrs describe the job in its log lines; logger makes the
 	// logger that carries them when something is logged.
 	logAttrs []any
-	log      *slog.Logger
+	log      atomic.Pointer[slog.Logger]
 
 	// claim holds the command's key and, with it, its request id.
 	claim *ledger.Claim
@@ -183,19 +184,26 @@ func (j *job) expired() bool {
 }
 
 // describe adds key-value pairs to every later log line of the job.
+// It is called before any lease renewal runs beside the job.
 func (j *job) describe(args ...any) {
 	j.logAttrs = append(j.logAttrs, args...)
-	j.log = nil
+	j.log.Store(nil)
 }
 
 // logger is the job's logger. It is made on first use: with JSON logs,
 // slog.With formats its attributes at once, which most jobs (one info
-// line, or none at warn level) would pay for nothing.
+// line, or none at warn level) would pay for nothing. A renewal's timer
+// may log beside the job's goroutine, hence the atomic: if both make it,
+// one is kept, and the two are alike.
 func (j *job) logger() *slog.Logger {
-	if j.log == nil {
-		j.log = j.p.Log.With(j.logAttrs...)
+	if l := j.log.Load(); l != nil {
+		return l
 	}
-	return j.log
+	l := j.p.Log.With(j.logAttrs...)
+	if !j.log.CompareAndSwap(nil, l) {
+		return j.log.Load()
+	}
+	return l
 }
 
 func (j *job) setType(t command.Type) {

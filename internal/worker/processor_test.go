@@ -90,17 +90,23 @@ type fakeMsg struct {
 
 	mu         sync.Mutex
 	acked      int
+	keepAlives int
 	handedBack []time.Duration
 	ackErr     error
 }
 
-func (m *fakeMsg) Data() []byte                    { return m.data }
-func (m *fakeMsg) Subject() string                 { return "graphops.commands.resume" }
-func (m *fakeMsg) Header(string) string            { return "" }
-func (m *fakeMsg) Delivery() int                   { return m.delivery }
-func (m *fakeMsg) Last() bool                      { return m.last }
-func (m *fakeMsg) ID() string                      { return "7" }
-func (m *fakeMsg) KeepAlive(context.Context) error { return nil }
+func (m *fakeMsg) Data() []byte         { return m.data }
+func (m *fakeMsg) Subject() string      { return "graphops.commands.resume" }
+func (m *fakeMsg) Header(string) string { return "" }
+func (m *fakeMsg) Delivery() int        { return m.delivery }
+func (m *fakeMsg) Last() bool           { return m.last }
+func (m *fakeMsg) ID() string           { return "7" }
+func (m *fakeMsg) KeepAlive(context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keepAlives++
+	return nil
+}
 func (m *fakeMsg) Ack(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -121,9 +127,11 @@ type fakeGraph struct {
 	writes int
 	reads  int
 	status string // callout instance status the read reports
+	delay  time.Duration
 }
 
 func (g *fakeGraph) next() error {
+	time.Sleep(g.delay)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.writes++
@@ -330,5 +338,31 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 				t.Fatalf("settled %+v", r.settled)
 			}
 		})
+	}
+}
+
+// TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter: a call that takes
+// ten renewal periods keeps the broker lease alive all along, and the
+// renewals stop with the call (the timer is stopped, not left running).
+func TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter(t *testing.T) {
+	r := newRig(t, worker.Config{KeepAliveEvery: 10 * time.Millisecond})
+	r.graph.delay = 100 * time.Millisecond
+	m := &fakeMsg{data: seed(t), delivery: 1}
+	r.proc.Handle(m)
+	m.mu.Lock()
+	during, acked := m.keepAlives, m.acked
+	m.mu.Unlock()
+	if acked != 1 {
+		t.Fatalf("acked %d times, want 1", acked)
+	}
+	if during < 3 {
+		t.Errorf("%d keep-alives during a call of 10 renewal periods, want several", during)
+	}
+	time.Sleep(50 * time.Millisecond)
+	m.mu.Lock()
+	after := m.keepAlives
+	m.mu.Unlock()
+	if after != during {
+		t.Errorf("keep-alives went on after the job ended: %d, then %d", during, after)
 	}
 }
