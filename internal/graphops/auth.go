@@ -184,36 +184,88 @@ func (s *staticCredential) String() string       { return "graphops.staticCreden
 func (s *staticCredential) GoString() string     { return s.String() }
 func (s *staticCredential) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// tokenSource gets a token per attempt. It caches nothing itself: azidentity
-// caches tokens in memory and refreshes them before they expire.
+// tokenSource gets the token for each attempt. It keeps the last token until
+// tokenRefreshEarly before it expires (or until its RefreshOn), as azcore's
+// bearer-token policy does: asking the credential every attempt costs a few
+// µs with a static token and more with azidentity's cache, whose locks every
+// worker goroutine would take.
 //
-// After invalidate (a 401), the next request carries a claims challenge
-// (nbf = now), which makes azidentity/MSAL skip its cache and ask the token
-// service for a new token, which then replaces the cached one. That is what
-// "fresh" means here: newly issued by the token service, not served from a
-// cache. A static token, or a credential that ignores claims, cannot become
-// fresh; the retry loop's "retry 401 once" rule bounds that case. All requests
-// use EnableCAE so that the forced refresh and the ordinary requests share one
-// azidentity cache (azidentity keeps CAE and non-CAE tokens apart).
+// After invalidate (a 401), the kept token is dropped and the next request
+// carries a claims challenge (nbf = now), which makes azidentity/MSAL skip
+// its cache and ask the token service for a new token, which then replaces
+// the cached one. That is what "fresh" means here: newly issued by the token
+// service, not served from a cache. A static token, or a credential that
+// ignores claims, cannot become fresh; the retry loop's "retry 401 once" rule
+// bounds that case. All requests use EnableCAE so that the forced refresh and
+// the ordinary requests share one azidentity cache (azidentity keeps CAE and
+// non-CAE tokens apart).
 type tokenSource struct {
-	cred  azcore.TokenCredential
+	cred azcore.TokenCredential
+	now  func() time.Time // default time.Now
+
 	mu    sync.Mutex
 	stale bool
+	// kept is the last token, used until keepUntil; gen counts
+	// invalidations, so that a token asked for before one is not kept.
+	kept      string
+	keepUntil time.Time
+	gen       uint64
 }
+
+// tokenRefreshEarly is how long before its expiry a kept token is replaced,
+// azcore's margin: a request must not reach Graph with a token about to lapse.
+const tokenRefreshEarly = 5 * time.Minute
 
 func (t *tokenSource) invalidate() {
 	t.mu.Lock()
 	t.stale = true
+	t.kept, t.keepUntil = "", time.Time{}
+	t.gen++
 	t.mu.Unlock()
 }
 
-func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+func (t *tokenSource) clock() time.Time {
+	if t.now != nil {
+		return t.now()
+	}
+	return time.Now()
+}
+
+// keep stores tok for later attempts unless an invalidation came since it
+// was asked for (gen) or it is too close to expiry to be worth keeping. A
+// forced refresh also ends the generation, so that an ordinary request still
+// under way, which may bring the token the refresh replaces, is not kept.
+func (t *tokenSource) keep(tok azcore.AccessToken, gen uint64, forced bool) {
+	until := tok.ExpiresOn.Add(-tokenRefreshEarly)
+	if !tok.RefreshOn.IsZero() && tok.RefreshOn.Before(until) {
+		until = tok.RefreshOn
+	}
 	t.mu.Lock()
-	forced := t.stale
+	defer t.mu.Unlock()
+	if gen != t.gen {
+		return
+	}
+	if forced {
+		t.gen++
+	}
+	if t.clock().Before(until) {
+		t.kept, t.keepUntil = tok.Token, until
+	}
+}
+
+func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string, error) {
+	t.mu.Lock()
+	if t.kept != "" && !t.stale && t.clock().Before(t.keepUntil) {
+		tok := t.kept
+		t.mu.Unlock()
+		return tok, nil
+	}
+	forced, gen := t.stale, t.gen
 	t.stale = false
 	t.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 
 	opts := policy.TokenRequestOptions{Scopes: []string{Scope}, EnableCAE: true}
 	if forced {
@@ -232,5 +284,6 @@ func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string,
 	if !validHeaderValue(tok.Token) {
 		return "", &AuthError{Err: errors.New("the credential returned a token with control characters")}
 	}
+	t.keep(tok, gen, forced)
 	return tok.Token, nil
 }

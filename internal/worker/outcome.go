@@ -37,12 +37,12 @@ func (j *job) applied(status int, graphRequestID string, reconciled bool) {
 		// Graph took the call but the ledger cannot say so. Do not ack:
 		// the message comes back after the claim's lease and its next
 		// owner reconciles (resume) or resends the same PATCH.
-		j.logger().Error("applied but not recorded; leaving the message to redelivery", "err", err)
+		j.logError("applied but not recorded; leaving the message to redelivery", "err", err)
 		return
 	}
 	crashPoint("after-ledger")
 	j.ack()
-	j.logger().Info("applied", "graph_request_id", graphRequestID, "status", status,
+	j.info("applied", "graph_request_id", graphRequestID, "status", status,
 		"reconciled", reconciled, "attempt", j.claim.Record.Attempts)
 	j.done(metrics.OutcomeApplied)
 }
@@ -89,7 +89,7 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 		_, err := j.p.DeadLetters.Put(ctx, e, dedup)
 		return err
 	}); err != nil {
-		j.logger().Error("cannot store dead letter; handing the message back", "reason", e.Reason, "err", err)
+		j.logError("cannot store dead letter; handing the message back", "reason", e.Reason, "err", err)
 		j.handBack(j.p.cfg.BackoffMax, "dead-letter store unavailable")
 		return
 	}
@@ -99,7 +99,7 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 		}); err != nil {
 			// The dead letter is stored; a redelivery will store it again
 			// (or deduplicate it) and try the record once more.
-			j.logger().Error("dead-lettered but not recorded", "err", err)
+			j.logError("dead-lettered but not recorded", "err", err)
 		}
 	}
 	if !settles {
@@ -107,7 +107,7 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 	}
 	j.p.Metrics.DeadLettered(e.Type, string(e.Reason))
 	j.reason, j.description = string(e.Reason), e.Description
-	j.logger().Warn("dead-lettered", "reason", e.Reason, "description", e.Description, "attempt", e.Attempts,
+	j.warn("dead-lettered", "reason", e.Reason, "description", e.Description, "attempt", e.Attempts,
 		"graph_status", e.GraphStatus, "graph_code", e.GraphCode, "graph_request_id", e.GraphRequestID,
 		"client_request_id", e.ClientRequestID)
 	j.done(metrics.OutcomeDeadLettered)
@@ -133,21 +133,21 @@ func (j *job) handBack(delay time.Duration, why string) {
 	}
 	delay = max(delay, 0)
 	if err := j.m.HandBack(context.WithoutCancel(j.p.stop), delay); err != nil {
-		j.logger().Warn("hand back failed; the broker redelivers after the ack wait", "err", err)
+		j.warn("hand back failed; the broker redelivers after the ack wait", "err", err)
 	}
-	j.logger().Info("handed back", "why", why, "delay", delay.Round(time.Millisecond))
+	j.info("handed back", "why", why, "delay", delay.Round(time.Millisecond))
 }
 
 // abandon stops work on a message another owner has taken over; that owner
 // settles it.
 func (j *job) abandon(why string, err error) {
-	j.logger().Warn("abandoning the message: "+why, "err", err)
+	j.warn("abandoning the message: "+why, "err", err)
 }
 
 // storeTrouble handles a ledger that cannot be reached: nothing is decided,
 // the message goes back to the broker.
 func (j *job) storeTrouble(what string, err error) {
-	j.logger().Error("ledger unavailable", "op", what, "err", err)
+	j.logError("ledger unavailable", "op", what, "err", err)
 	if j.m.Last() {
 		// Keep the message: let the ack wait run out rather than drop it.
 		// (With MaxDeliver reached the broker will not redeliver; the
@@ -156,7 +156,7 @@ func (j *job) storeTrouble(what string, err error) {
 	}
 	j.releaseAll()
 	if herr := j.m.HandBack(context.WithoutCancel(j.p.stop), 5*time.Second+jitter(5*time.Second)); herr != nil {
-		j.logger().Warn("hand back failed", "err", herr)
+		j.warn("hand back failed", "err", herr)
 	}
 }
 
@@ -168,7 +168,7 @@ func (j *job) releaseAll() {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 	defer cancel()
 	if err := j.claim.Release(ctx); err != nil {
-		j.logger().Warn("release claim", "err", err)
+		j.warn("release claim", "err", err)
 	}
 }
 
@@ -181,7 +181,7 @@ func (j *job) holdUntil(until time.Time) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 	defer cancel()
 	if err := j.claim.ReleaseUntil(ctx, until); err != nil {
-		j.logger().Warn("release claim", "err", err)
+		j.warn("release claim", "err", err)
 	}
 }
 
@@ -190,7 +190,7 @@ func (j *job) ack() {
 	defer cancel()
 	if err := j.m.Ack(ctx); err != nil {
 		// The outcome is recorded: a redelivery is a duplicate.
-		j.logger().Warn("ack failed; a redelivery will be recognised as a duplicate", "err", err)
+		j.warn("ack failed; a redelivery will be recognised as a duplicate", "err", err)
 	}
 }
 

@@ -13,8 +13,9 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/consumer"
@@ -155,10 +156,8 @@ type job struct {
 	received time.Time
 	typ      command.Type
 	cmd      *command.Command
-	// logAttrs describe the job in its log lines; logger makes the
-	// logger that carries them when something is logged.
+	// logAttrs describe the job in every log line (logAt).
 	logAttrs []any
-	log      atomic.Pointer[slog.Logger]
 
 	// claim holds the command's key and, with it, its request id.
 	claim *ledger.Claim
@@ -187,24 +186,27 @@ func (j *job) expired() bool {
 // It is called before any lease renewal runs beside the job.
 func (j *job) describe(args ...any) {
 	j.logAttrs = append(j.logAttrs, args...)
-	j.log.Store(nil)
 }
 
-// logger is the job's logger. It is made on first use: with JSON logs,
-// slog.With formats its attributes at once, which most jobs (one info
-// line, or none at warn level) would pay for nothing. A renewal's timer
-// may log beside the job's goroutine, hence the atomic: if both make it,
-// one is kept, and the two are alike.
-func (j *job) logger() *slog.Logger {
-	if l := j.log.Load(); l != nil {
-		return l
+// logAt writes one log line with the job's attributes and then args, if
+// level is enabled. It is one record, not slog.With and a line: With
+// formats its attributes at once into a new handler, which a job that logs
+// one line (or none) pays for twice. A renewal's timer may log beside the
+// job's goroutine; both only read logAttrs.
+func (j *job) logAt(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !j.p.Log.Enabled(ctx, level) {
+		return
 	}
-	l := j.p.Log.With(j.logAttrs...)
-	if !j.log.CompareAndSwap(nil, l) {
-		return j.log.Load()
-	}
-	return l
+	all := make([]any, 0, len(j.logAttrs)+len(args))
+	all = append(append(all, j.logAttrs...), args...)
+	j.p.Log.Log(ctx, level, msg, all...)
 }
+
+func (j *job) debug(msg string, args ...any)    { j.logAt(slog.LevelDebug, msg, args...) }
+func (j *job) info(msg string, args ...any)     { j.logAt(slog.LevelInfo, msg, args...) }
+func (j *job) warn(msg string, args ...any)     { j.logAt(slog.LevelWarn, msg, args...) }
+func (j *job) logError(msg string, args ...any) { j.logAt(slog.LevelError, msg, args...) }
 
 func (j *job) setType(t command.Type) {
 	if t == j.typ {
@@ -252,7 +254,7 @@ func (j *job) run() {
 		}
 		switch d {
 		case ledger.Duplicate:
-			j.logger().Info("duplicate: already settled", "state", claim.Record.State, "by_command", claim.Record.ID)
+			j.info("duplicate: already settled", "state", claim.Record.State, "by_command", claim.Record.ID)
 			j.ack()
 			j.done(metrics.OutcomeDuplicate)
 			return
@@ -294,7 +296,7 @@ func (j *job) rejectUnparsed(ce *command.Error) {
 		reason = dlq.ReasonValidationFailed
 	}
 	if j.p.cfg.DryRun {
-		j.logger().Warn("dry run: would dead-letter", "reason", reason, "description", ce.Error())
+		j.warn("dry run: would dead-letter", "reason", reason, "description", ce.Error())
 		j.ack()
 		return
 	}
@@ -306,7 +308,7 @@ func (j *job) rejectUnparsed(ce *command.Error) {
 // dryRun logs the call the command would make.
 func (j *job) dryRun() {
 	method, path := callOf(j.cmd)
-	j.logger().Info("dry run: would call Graph", "method", method, "path", path, "body_bytes", len(j.cmd.Body))
+	j.info("dry run: would call Graph", "method", method, "path", path, "body_bytes", len(j.cmd.Body))
 	j.ack()
 }
 
@@ -314,7 +316,7 @@ func (j *job) dryRun() {
 func (j *job) execute() {
 	p, cmd := j.p, j.cmd
 	op := cmd.Type
-	bo := newBackoff(p.cfg.BackoffInitial, p.cfg.BackoffMax)
+	var bo *backoff.ExponentialBackOff // made at the first failure that needs it
 	reauthed := false
 	// A claim taken over from a dead or departed owner may have been sent
 	// already: for a resume, read before anything else (SPEC §3).
@@ -387,7 +389,7 @@ func (j *job) execute() {
 		// Leases are renewed during the call too: a slow call must not let
 		// another replica take the command over while it is in flight.
 		j.renewDuring(func() { result, err = j.call() })
-		j.logger().Debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
+		j.debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
 		if err == nil {
 			j.pacerOf(op).Succeeded()
 			j.applied(result.Status, result.GraphRequestID, false)
@@ -395,9 +397,10 @@ func (j *job) execute() {
 		}
 		v := graphops.Classify(err)
 		j.noteFailure(err)
-		log := j.logger().With("attempt", j.claim.Record.Attempts, "client_request_id", j.lastClientReqID)
+		// Every line about this failure says which attempt and answer it was.
+		failed := []any{"attempt", j.claim.Record.Attempts, "client_request_id", j.lastClientReqID}
 		if j.lastErr != nil {
-			log = log.With("graph_request_id", j.lastErr.GraphRequestID, "status", j.lastErr.Status, "code", j.lastErr.Code)
+			failed = append(failed, "graph_request_id", j.lastErr.GraphRequestID, "status", j.lastErr.Status, "code", j.lastErr.Code)
 		}
 		if v.MaybeApplied && cmd.Type == command.TypeResume {
 			reconcile = true
@@ -409,7 +412,7 @@ func (j *job) execute() {
 		case graphops.ClassThrottled:
 			p.Metrics.Throttled(string(op))
 			j.pacerOf(op).Throttled(v.RetryAfter)
-			log.Warn("throttled by Graph", "retry_after", v.RetryAfter)
+			j.warn("throttled by Graph", append(failed, "retry_after", v.RetryAfter)...)
 		case graphops.ClassUnauthorized:
 			j.pacerOf(op).Failed()
 			if reauthed {
@@ -418,11 +421,14 @@ func (j *job) execute() {
 			}
 			reauthed = true
 			p.Graph.InvalidateToken()
-			log.Warn("unauthorized: retrying once with a fresh token")
+			j.warn("unauthorized: retrying once with a fresh token", failed...)
 		case graphops.ClassRetryable:
 			j.pacerOf(op).Failed()
+			if bo == nil {
+				bo = newBackoff(p.cfg.BackoffInitial, p.cfg.BackoffMax)
+			}
 			wait := bo.NextBackOff()
-			log.Warn("graph call failed; will retry", "err", err, "backoff", wait)
+			j.warn("graph call failed; will retry", append(failed, "err", err, "backoff", wait)...)
 			if !j.deadline().IsZero() && p.Now().Add(wait).After(j.deadline()) {
 				j.deadLetter(dlq.ReasonExpired, fmt.Sprintf("deadline %s falls inside the backoff after: %s",
 					j.deadline().UTC().Format(time.RFC3339), j.lastFailure()))
@@ -480,7 +486,7 @@ func (j *job) reconcile() (done bool, retryIn time.Duration) {
 			j.graphRejected("reading the request to reconcile an unknown outcome failed")
 			return true, 0
 		}
-		j.logger().Warn("reconcile read failed; will retry", "err", err)
+		j.warn("reconcile read failed; will retry", "err", err)
 		if v.RetryAfter > 0 {
 			return false, v.RetryAfter
 		}
@@ -491,13 +497,13 @@ func (j *job) reconcile() (done bool, retryIn time.Duration) {
 	case !ok || strings.EqualFold(inst.Status, graphops.StatusWaitingForCallback):
 		// Not applied: Graph still waits for this callback (or does not
 		// know the instance and will judge the send).
-		j.logger().Info("reconciled: callout still waiting, sending", "status", inst.Status)
+		j.info("reconciled: callout still waiting, sending", "status", inst.Status)
 		return false, 0
 	case strings.EqualFold(inst.Status, graphops.StatusCallbackTimedOut):
 		j.deadLetter(dlq.ReasonExpired, "callout instance "+inst.ID+" timed out (callbackTimedOut) before the resume took effect")
 		return true, 0
 	default:
-		j.logger().Info("reconciled: callout no longer waiting, recorded as applied", "status", inst.Status)
+		j.info("reconciled: callout no longer waiting, recorded as applied", "status", inst.Status)
 		j.applied(0, "", true)
 		return true, 0
 	}

@@ -74,7 +74,7 @@ func (j *job) keepAliveWhile(f func(ctx context.Context) error) bool {
 // call; it is logged, and settling copes with a claim taken over meanwhile.
 func (j *job) renewDuring(f func()) {
 	stopRenewing := j.renewEvery(func(err error) bool {
-		j.logger().Warn("lease renewal failed during a Graph call", "err", err)
+		j.warn("lease renewal failed during a Graph call", "err", err)
 		return false
 	})
 	f()
@@ -126,7 +126,7 @@ func (j *job) renew() error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 	defer cancel()
 	if err := j.m.KeepAlive(ctx); err != nil {
-		j.logger().Warn("broker keep-alive failed", "err", err)
+		j.warn("broker keep-alive failed", "err", err)
 	}
 	if j.claim != nil {
 		return j.claim.Renew(ctx)

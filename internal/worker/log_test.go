@@ -1,0 +1,111 @@
+package worker_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/graphops/worker/internal/command"
+	"github.com/graphops/worker/internal/graphops"
+	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/worker"
+	"github.com/graphops/worker/metrics"
+)
+
+// lockedBuffer is a log sink that a renewal's timer may write to beside
+// the job's goroutine.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// lines returns the JSON log lines by their msg.
+func (l *lockedBuffer) lines(t *testing.T) map[string][]map[string]any {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string][]map[string]any{}
+	sc := bufio.NewScanner(bytes.NewReader(l.b.Bytes()))
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		msg, _ := m["msg"].(string)
+		out[msg] = append(out[msg], m)
+	}
+	return out
+}
+
+// The job's lines say which command, request and attempt they are about
+// (issue 2, item 7), each line on its own: nothing carries over from one
+// attempt's failure to the next line.
+func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
+	sink := &lockedBuffer{}
+	log := slog.New(slog.NewJSONHandler(sink, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	graph := &fakeGraph{status: graphops.StatusWaitingForCallback}
+	throttled := throttle(10 * time.Millisecond).(*graphops.Error)
+	throttled.GraphRequestID, throttled.ClientRequestID = "g-throttled", "c-throttled"
+	graph.script = []error{throttled}
+	led, err := ledger.New(newMemStore(), ledger.Config{Owner: "test", Lease: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
+		worker.Deps{Graph: graph, Ledger: led, DeadLetters: &fakeDLQ{}, Metrics: metrics.New(), Log: log},
+		context.Background(), context.Background())
+	data := seed(t)
+	cmd, err := command.Parse(data, command.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &fakeMsg{data: data, delivery: 2}
+	proc.Handle(m)
+	if m.acked != 1 {
+		t.Fatalf("acked %d times", m.acked)
+	}
+
+	lines := sink.lines(t)
+	want := map[string]any{"command_id": cmd.ID, "source": cmd.Source, "request_id": cmd.RequestID(),
+		"type": string(command.TypeResume), "message": "7", "delivery": float64(2)}
+	check := func(msg string, extra map[string]any, absent ...string) {
+		t.Helper()
+		got := lines[msg]
+		if len(got) != 1 {
+			t.Fatalf("%d lines %q, want 1; all lines: %v", len(got), msg, lines)
+		}
+		for k, v := range want {
+			if got[0][k] != v {
+				t.Errorf("%q: %s = %v, want %v", msg, k, got[0][k], v)
+			}
+		}
+		for k, v := range extra {
+			if got[0][k] != v {
+				t.Errorf("%q: %s = %v, want %v", msg, k, got[0][k], v)
+			}
+		}
+		for _, k := range absent {
+			if _, ok := got[0][k]; ok {
+				t.Errorf("%q carries %s = %v from another line", msg, k, got[0][k])
+			}
+		}
+	}
+	check("throttled by Graph", map[string]any{"level": "WARN", "attempt": float64(1), "status": float64(429),
+		"graph_request_id": "g-throttled", "code": "TooManyRequests"})
+	check("applied", map[string]any{"level": "INFO", "attempt": float64(2), "graph_request_id": "g-2",
+		"status": float64(204)}, "retry_after", "code")
+	if n := len(lines["graph call"]); n != 2 {
+		t.Errorf("%d debug lines per call, want 2 (one per attempt)", n)
+	}
+}
