@@ -9,7 +9,8 @@
 //     publishes N distinct resume commands before anything consumes them,
 //     then drains them twice: once through a bare loop (pull → HTTP POST →
 //     ack, nothing else) and once through the worker, and compares
-//     applied/s. The ledger is on, as in the product; its operations per
+//     applied/s. Every loop gets new streams and a new, empty simulator, so
+//     that no loop inherits another's state. The ledger is on, as in the product; its operations per
 //     command and their latency come from the worker's /metrics.
 //   - Pacing: the harness hosts NATS and a rate-limited simulator (R writes/s,
 //     throttled calls charged) and starts K worker processes; it measures
