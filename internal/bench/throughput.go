@@ -70,6 +70,11 @@ type ThroughputConfig struct {
 	// unique per run and expire after an hour (LEDGER_RETENTION=1h).
 	RedisAddr string
 	RedisDB   int
+	// NATSURL, when set, is a NATS server with JetStream to run against
+	// instead of an embedded one in this process (a broker on its own, as
+	// in production). The harness uses only its own BENCH_* streams and
+	// bucket there (benchNames), which it deletes and recreates each loop.
+	NATSURL string
 	// Dir holds the embedded NATS server's files; default a temporary
 	// directory, removed at the end.
 	Dir string
@@ -172,21 +177,25 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, out io.Writer) (Throu
 		return ThroughputReport{}, err
 	}
 	rep := ThroughputReport{Config: cfg, Machine: ThisMachine(), Started: time.Now()}
-	dir := cfg.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "graphops-bench-")
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		dir := cfg.Dir
+		if dir == "" {
+			d, err := os.MkdirTemp("", "graphops-bench-")
+			if err != nil {
+				return rep, err
+			}
+			defer os.RemoveAll(d)
+			dir = d
+		}
+		srv, err := natsembed.Start(natsembed.Options{Dir: dir})
 		if err != nil {
 			return rep, err
 		}
-		defer os.RemoveAll(d)
-		dir = d
+		defer srv.Stop()
+		natsURL = srv.URL()
 	}
-	srv, err := natsembed.Start(natsembed.Options{Dir: dir})
-	if err != nil {
-		return rep, err
-	}
-	defer srv.Stop()
-	nc, err := nats.Connect(srv.URL())
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return rep, fmt.Errorf("bench: connect: %w", err)
 	}
@@ -197,7 +206,7 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, out io.Writer) (Throu
 	}
 	fmt.Fprintf(out, "throughput: %d commands per loop, %d rounds, concurrency %d, ledger %s; %s\n",
 		cfg.Commands, cfg.Rounds, cfg.Concurrency, cfg.LedgerStore, rep.Machine)
-	h := &throughputRun{cfg: cfg, js: js, env: throughputEnv(cfg, srv.URL())}
+	h := &throughputRun{cfg: cfg, js: js, env: throughputEnv(cfg, natsURL)}
 	defer h.closeSim()
 	for i := range cfg.Rounds {
 		var r ThroughputRound
@@ -229,14 +238,31 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, out io.Writer) (Throu
 	return rep, nil
 }
 
+// benchNames are the worker's stream, consumer, dead-letter stream and
+// ledger bucket in a throughput run, never the product's defaults: the
+// harness deletes them every loop, and may run against a shared broker.
+func benchNames() map[string]string {
+	return map[string]string{
+		"NATS_STREAM": "BENCH_GRAPHOPS", "NATS_SUBJECTS": "bench.graphops.commands.>", "NATS_CONSUMER": "bench-graphops-worker",
+		"NATS_DLQ_STREAM": "BENCH_GRAPHOPS_DLQ", "NATS_DLQ_SUBJECT_PREFIX": "bench.graphops.dlq", "LEDGER_BUCKET": "BENCH_GRAPHOPS_LEDGER",
+	}
+}
+
+// benchResumeSubject is where a throughput run publishes the worker's
+// commands, inside benchNames' NATS_SUBJECTS.
+const benchResumeSubject = "bench.graphops.commands.resume"
+
 // throughputEnv is the worker's settings; freshSim adds GRAPH_BASE_URL.
 func throughputEnv(cfg ThroughputConfig, natsURL string) map[string]string {
-	env := map[string]string{
+	env := benchNames()
+	for k, v := range map[string]string{
 		"NATS_URL": natsURL, "GRAPH_TOKEN": simToken,
 		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": "info", "SHUTDOWN_GRACE": "10s",
 		"WORKER_CONCURRENCY": strconv.Itoa(cfg.Concurrency),
 		"LEDGER_STORE":       cfg.LedgerStore, "LEDGER_RETENTION": "1h",
 		"REDIS_ADDR": cfg.RedisAddr, "REDIS_DB": strconv.Itoa(cfg.RedisDB),
+	} {
+		env[k] = v
 	}
 	for k, v := range cfg.Env {
 		env[k] = v
@@ -492,7 +518,7 @@ func (h *throughputRun) worker(ctx context.Context, profile io.Writer) (LoopResu
 	if err := createCommandStream(ctx, h.js, cfg); err != nil {
 		return LoopResult{}, LedgerCost{}, err
 	}
-	if err := publish(ctx, h.js, resumeSubject, cs.messages); err != nil {
+	if err := publish(ctx, h.js, benchResumeSubject, cs.messages); err != nil {
 		return LoopResult{}, LedgerCost{}, err
 	}
 	before := h.sim.Stats()
