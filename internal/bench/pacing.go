@@ -232,15 +232,11 @@ func Pacing(ctx context.Context, cfg PacingConfig, out io.Writer) (PacingReport,
 		return PacingReport{}, err
 	}
 	rep := PacingReport{Config: cfg, Machine: ThisMachine(), Started: time.Now()}
-	dir := cfg.Dir
-	if dir == "" {
-		d, err := os.MkdirTemp("", "graphops-pacing-")
-		if err != nil {
-			return rep, err
-		}
-		defer os.RemoveAll(d)
-		dir = d
+	dir, removeDir, err := dirOrTemp(cfg.Dir, "graphops-pacing-")
+	if err != nil {
+		return rep, err
 	}
+	defer removeDir()
 	fmt.Fprintf(out, "pacing: R %v, replicas %v, %d runs of %s, concurrency %d, latency %s; %s\n",
 		cfg.Rates, cfg.Replicas, cfg.Runs, cfg.Duration, cfg.Concurrency, cfg.Latency, rep.Machine)
 	for _, r := range cfg.Rates {

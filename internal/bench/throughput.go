@@ -179,15 +179,11 @@ func Throughput(ctx context.Context, cfg ThroughputConfig, out io.Writer) (Throu
 	rep := ThroughputReport{Config: cfg, Machine: ThisMachine(), Started: time.Now()}
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
-		dir := cfg.Dir
-		if dir == "" {
-			d, err := os.MkdirTemp("", "graphops-bench-")
-			if err != nil {
-				return rep, err
-			}
-			defer os.RemoveAll(d)
-			dir = d
+		dir, removeDir, err := dirOrTemp(cfg.Dir, "graphops-bench-")
+		if err != nil {
+			return rep, err
 		}
+		defer removeDir()
 		srv, err := natsembed.Start(natsembed.Options{Dir: dir})
 		if err != nil {
 			return rep, err
@@ -649,6 +645,19 @@ func createCommandStream(ctx context.Context, js jetstream.JetStream, cfg *confi
 		return fmt.Errorf("bench: command stream: %w", err)
 	}
 	return nil
+}
+
+// dirOrTemp is dir, or when it is empty a new temporary directory named
+// from prefix; remove deletes the temporary one (and nothing else).
+func dirOrTemp(dir, prefix string) (_ string, remove func(), err error) {
+	if dir != "" {
+		return dir, func() {}, nil
+	}
+	d, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	return d, func() { os.RemoveAll(d) }, nil
 }
 
 // startProfile starts a CPU profile into w (none when w is nil) and

@@ -255,7 +255,9 @@ func (t *tokenSource) keep(tok azcore.AccessToken, gen uint64, forced bool) {
 
 func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string, error) {
 	t.mu.Lock()
-	if t.kept != "" && !t.stale && t.clock().Before(t.keepUntil) {
+	// invalidate clears kept, and gen stops a fetch begun before it from
+	// setting it again: a kept token is never a stale one.
+	if t.kept != "" && t.clock().Before(t.keepUntil) {
 		tok := t.kept
 		t.mu.Unlock()
 		return tok, nil

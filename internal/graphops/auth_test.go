@@ -135,7 +135,7 @@ func TestClientSecretTokensFromAzidentityReachGraph(t *testing.T) {
 	call()
 	forms, tokens := sts.seen()
 	if len(tokens) != 1 {
-		t.Fatalf("STS issued %d tokens for two calls, want 1 (azidentity's cache)", len(tokens))
+		t.Fatalf("STS issued %d tokens for two calls, want 1 (the token is kept)", len(tokens))
 	}
 	f := forms[0]
 	if f.Get("client_secret") != "s3cret-value" || f.Get("client_id") != "client-1" || f.Get("grant_type") != "client_credentials" {
