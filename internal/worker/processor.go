@@ -193,14 +193,20 @@ func (j *job) describe(args ...any) {
 // formats its attributes at once into a new handler, which a job that logs
 // one line (or none) pays for twice. A renewal's timer may log beside the
 // job's goroutine; both only read logAttrs.
+//
+// The record goes to the handler without a caller's pc: slog.Logger.Log
+// walks the stack for it on every line, for a source location that no
+// handler of the worker prints.
 func (j *job) logAt(level slog.Level, msg string, args ...any) {
 	ctx := context.Background()
-	if !j.p.Log.Enabled(ctx, level) {
+	h := j.p.Log.Handler()
+	if !h.Enabled(ctx, level) {
 		return
 	}
-	all := make([]any, 0, len(j.logAttrs)+len(args))
-	all = append(append(all, j.logAttrs...), args...)
-	j.p.Log.Log(ctx, level, msg, all...)
+	r := slog.NewRecord(time.Now(), level, msg, 0)
+	r.Add(j.logAttrs...)
+	r.Add(args...)
+	_ = h.Handle(ctx, r) // as slog.Logger.Log: a line that cannot be written is dropped
 }
 
 func (j *job) debug(msg string, args ...any)    { j.logAt(slog.LevelDebug, msg, args...) }
