@@ -341,6 +341,9 @@ var errBodyTooLarge = errors.New("response body larger than 4 MiB")
 // connection can be reused.
 func readBody(resp *http.Response) ([]byte, error) {
 	defer resp.Body.Close()
+	if resp.Body == http.NoBody { // a 204: io.ReadAll would allocate for nothing
+		return nil, nil
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBody+1))
 	if len(data) > maxResponseBody {
 		return data[:maxResponseBody], errBodyTooLarge

@@ -171,6 +171,15 @@ func TestURLsKeepTheBasePathAndEscapeIDsAsOneSegment(t *testing.T) {
 			wantURI: "/proxy/graph" + resumePath,
 		},
 		{
+			name: "an escaped slash in the base path stays escaped",
+			base: "/tenant%2Fa/graph",
+			call: func(c *graphops.Client) error {
+				_, err := c.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+				return err
+			},
+			wantURI: "/tenant%2Fa/graph" + resumePath,
+		},
+		{
 			name: "reserved characters in an id are escaped within its segment",
 			call: func(c *graphops.Client) error {
 				_, err := c.UpdateRoleRequest(context.Background(), "a;b,c", "é=1", []byte(`{}`), nil)

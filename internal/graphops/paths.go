@@ -46,27 +46,25 @@ func checkID(field, id string) error {
 }
 
 // endpoint joins the base path and the given segments. Literal segments are
-// written as they are; ids (already checked) are escaped as one path segment
-// each. Path and RawPath are set consistently so that the request target on
-// the wire is exactly the contract path.
+// written as they are (they may hold slashes: they are paths of the
+// contract, plain ASCII); ids (already checked) are escaped as one path
+// segment each. Path and RawPath are set consistently so that the request
+// target on the wire is exactly the contract path.
 func (c *Client) endpoint(query string, segments ...segment) *url.URL {
-	var b strings.Builder
-	b.WriteString(c.base.EscapedPath())
+	var raw, path strings.Builder
+	raw.WriteString(c.base.EscapedPath())
+	path.WriteString(c.base.Path)
 	for _, s := range segments {
-		b.WriteByte('/')
+		raw.WriteByte('/')
+		path.WriteByte('/')
+		path.WriteString(s.v)
 		if s.id {
-			b.WriteString(url.PathEscape(s.v))
+			raw.WriteString(url.PathEscape(s.v))
 		} else {
-			b.WriteString(s.v)
+			raw.WriteString(s.v)
 		}
 	}
-	raw := b.String()
-	path, err := url.PathUnescape(raw)
-	if err != nil {
-		// Unreachable: every part was produced by an escaper.
-		panic("graphops: endpoint built an invalid escaped path: " + err.Error())
-	}
-	return &url.URL{Scheme: c.base.Scheme, Host: c.base.Host, Path: path, RawPath: raw, RawQuery: query}
+	return &url.URL{Scheme: c.base.Scheme, Host: c.base.Host, Path: path.String(), RawPath: raw.String(), RawQuery: query}
 }
 
 type segment struct {
@@ -74,18 +72,11 @@ type segment struct {
 	id bool
 }
 
-func lit(path string) []segment {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	out := make([]segment, len(parts))
-	for i, p := range parts {
-		out[i] = segment{v: p}
-	}
-	return out
-}
-
 func idSeg(v string) segment { return segment{v: v, id: true} }
 
-const assignmentRequestsPath = "/v1.0/identityGovernance/entitlementManagement/assignmentRequests"
+// assignmentRequestsPath is the path of the resume action and of the
+// reconciliation read, up to the request id.
+const assignmentRequestsPath = "v1.0/identityGovernance/entitlementManagement/assignmentRequests"
 
 // assignmentRequestSelect is the reconciliation read's query (SPEC §3).
 const assignmentRequestSelect = "$select=id,state,status,customExtensionCalloutInstances"
@@ -94,16 +85,14 @@ func (c *Client) resumeURL(id string) (*url.URL, error) {
 	if err := checkID("accessPackageAssignmentRequestId", id); err != nil {
 		return nil, fmt.Errorf("graph: %s: %w", OpResume, err)
 	}
-	segs := append(lit(assignmentRequestsPath), idSeg(id), segment{v: "resume"})
-	return c.endpoint("", segs...), nil
+	return c.endpoint("", segment{v: assignmentRequestsPath}, idSeg(id), segment{v: "resume"}), nil
 }
 
 func (c *Client) assignmentRequestURL(id string) (*url.URL, error) {
 	if err := checkID("accessPackageAssignmentRequestId", id); err != nil {
 		return nil, fmt.Errorf("graph: %s read: %w", OpResume, err)
 	}
-	segs := append(lit(assignmentRequestsPath), idSeg(id))
-	return c.endpoint(assignmentRequestSelect, segs...), nil
+	return c.endpoint(assignmentRequestSelect, segment{v: assignmentRequestsPath}, idSeg(id)), nil
 }
 
 func (c *Client) roleRequestURL(privilegedAccessID, requestID string) (*url.URL, error) {
@@ -113,6 +102,5 @@ func (c *Client) roleRequestURL(privilegedAccessID, requestID string) (*url.URL,
 	if err := checkID("governanceRoleAssignmentRequestId", requestID); err != nil {
 		return nil, fmt.Errorf("graph: %s: %w", OpRoleRequestUpdate, err)
 	}
-	segs := []segment{{v: "beta"}, {v: "privilegedAccess"}, idSeg(privilegedAccessID), {v: "roleAssignmentRequests"}, idSeg(requestID)}
-	return c.endpoint("", segs...), nil
+	return c.endpoint("", segment{v: "beta/privilegedAccess"}, idSeg(privilegedAccessID), segment{v: "roleAssignmentRequests"}, idSeg(requestID)), nil
 }
