@@ -271,7 +271,7 @@ func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string,
 
 	opts := policy.TokenRequestOptions{Scopes: []string{Scope}, EnableCAE: true}
 	if forced {
-		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(time.Now().Unix(), 10) + `"}}}`
+		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(t.clock().Unix(), 10) + `"}}}`
 	}
 	tok, err := t.cred.GetToken(ctx, opts)
 	if err != nil {

@@ -3,6 +3,7 @@ package graphops
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ type issuer struct {
 	refreshIn time.Duration // 0: no RefreshOn
 	issued    int
 	forced    []bool
+	claims    []string
 	gate      chan chan struct{} // when set, each request takes a channel and waits for it to close
 }
 
@@ -34,6 +36,7 @@ func (c *issuer) GetToken(ctx context.Context, o policy.TokenRequestOptions) (az
 	defer c.mu.Unlock()
 	c.issued++
 	c.forced = append(c.forced, o.Claims != "")
+	c.claims = append(c.claims, o.Claims)
 	now := c.now()
 	tok := azcore.AccessToken{Token: fmt.Sprintf("tok-%d", c.issued), ExpiresOn: now.Add(c.lifetime)}
 	if c.refreshIn > 0 {
@@ -167,4 +170,20 @@ func TestATokenAskedForBeforeARefreshIsNotKept(t *testing.T) {
 			t.Fatalf("kept %s, want the forced refresh's %s", got, fresh)
 		}
 	})
+}
+
+// The forced refresh asks for a token issued no earlier than now, by the
+// token source's clock.
+func TestAForcedRefreshClaimsATokenIssuedNow(t *testing.T) {
+	clk := newClock()
+	iss := &issuer{now: clk.now, lifetime: time.Hour}
+	ts := &tokenSource{cred: iss, now: clk.now}
+	ts.get(t)
+	clk.advance(10 * time.Minute)
+	ts.invalidate()
+	ts.get(t)
+	want := `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(clk.now().Unix(), 10) + `"}}}`
+	if len(iss.claims) != 2 || iss.claims[0] != "" || iss.claims[1] != want {
+		t.Fatalf("claims %q, want none and then %s", iss.claims, want)
+	}
 }

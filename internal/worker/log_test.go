@@ -95,3 +95,51 @@ func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
 		t.Errorf("%d debug lines per call, want 2 (one per attempt)", n)
 	}
 }
+
+// A dead-letter line describes Graph's answer only when Graph answered, as
+// the dead letter's headers do (SPEC §4): a command that never reached Graph
+// has no Graph status of 0 and no empty request ids in its line.
+func TestDeadLetterLinesDescribeGraphOnlyWhenItAnswered(t *testing.T) {
+	rejected := &graphops.Error{Operation: graphops.OpResume, Status: 404, Code: "ResourceNotFound",
+		GraphRequestID: "g-404", ClientRequestID: "c-404"}
+	graphFields := []string{"graph_status", "graph_code", "graph_request_id", "client_request_id"}
+	cases := []struct {
+		name   string
+		data   []byte
+		script []error
+		want   map[string]any // nil: none of graphFields
+	}{
+		{"a malformed command", []byte(`{"specversion":"1.0"`), nil, nil},
+		{"a command Graph refused", seed(t), []error{rejected}, map[string]any{"graph_status": float64(404),
+			"graph_code": "ResourceNotFound", "graph_request_id": "g-404", "client_request_id": "c-404"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var sink bytes.Buffer
+			log := slog.New(slog.NewJSONHandler(&sink, nil))
+			graph := &fakeGraph{status: graphops.StatusWaitingForCallback, script: c.script}
+			led, err := ledger.New(newMemStore(), ledger.Config{Owner: "test", Lease: 30 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead := &fakeDLQ{}
+			proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
+				worker.Deps{Graph: graph, Ledger: led, DeadLetters: dead, Metrics: metrics.New(), Log: log},
+				context.Background(), context.Background())
+			proc.Handle(&fakeMsg{data: c.data, delivery: 1})
+			if len(dead.entries) != 1 {
+				t.Fatalf("%d dead letters, want 1", len(dead.entries))
+			}
+			lines := logLines(t, &sink)["dead-lettered"]
+			if len(lines) != 1 {
+				t.Fatalf("%d dead-lettered lines, want 1", len(lines))
+			}
+			for _, k := range graphFields {
+				got, ok := lines[0][k]
+				if want, wanted := c.want[k]; wanted != ok || got != want {
+					t.Errorf("%s = %v (present %v), want %v (present %v)", k, got, ok, want, wanted)
+				}
+			}
+		})
+	}
+}

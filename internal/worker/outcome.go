@@ -107,9 +107,12 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 	}
 	j.p.Metrics.DeadLettered(e.Type, string(e.Reason))
 	j.reason, j.description = string(e.Reason), e.Description
-	j.warn("dead-lettered", "reason", e.Reason, "description", e.Description, "attempt", e.Attempts,
-		"graph_status", e.GraphStatus, "graph_code", e.GraphCode, "graph_request_id", e.GraphRequestID,
-		"client_request_id", e.ClientRequestID)
+	args := []any{"reason", e.Reason, "description", e.Description, "attempt", e.Attempts}
+	if e.GraphStatus != 0 { // as the headers: only a call Graph answered is described
+		args = append(args, "graph_status", e.GraphStatus, "graph_code", e.GraphCode,
+			"graph_request_id", e.GraphRequestID, "client_request_id", e.ClientRequestID)
+	}
+	j.warn("dead-lettered", args...)
 	j.done(metrics.OutcomeDeadLettered)
 }
 
