@@ -12,10 +12,11 @@ import (
 // jetstream.PublishMsg returns it).
 //
 // Nearly every answer is a plain ack, {"stream":"KV_X","seq":42}, perhaps
-// with a domain: the server writes it from a fixed prefix. That is read by
-// hand, byte for byte; any other shape (an error, a duplicate, a field this
-// code does not know, other spacing) goes to encoding/json, which decides. A
-// fuzz test checks that the two agree wherever the hand reading answers.
+// with a domain: the server writes it from a fixed prefix (nats-server 2.9
+// puts a space after each comma, 2.15 none). That is read by hand, byte for
+// byte; any other shape (an error, a duplicate, a field this code does not
+// know, other spacing) goes to encoding/json, which decides. A fuzz test
+// checks that the two agree wherever the hand reading answers.
 func decodeAck(data []byte, stream string) (uint64, error) {
 	if seq, ok := plainAck(data, stream); ok {
 		return seq, nil
@@ -42,8 +43,8 @@ func jsonAck(data []byte, stream string) (uint64, error) {
 	return ack.Seq, nil
 }
 
-// plainAck reads {"stream":"<stream>"[,"domain":"<d>"],"seq":<n>} exactly;
-// ok is false for anything else.
+// plainAck reads {"stream":"<stream>",[ ]["domain":"<d>",[ ]]"seq":<n>}
+// exactly; ok is false for anything else.
 func plainAck(data []byte, stream string) (seq uint64, ok bool) {
 	rest, ok := cut(data, `{"stream":"`)
 	if !ok {
@@ -52,7 +53,7 @@ func plainAck(data []byte, stream string) (seq uint64, ok bool) {
 	if rest, ok = cut(rest, stream); !ok {
 		return 0, false
 	}
-	if rest, ok = cut(rest, `",`); !ok {
+	if rest, ok = next(rest); !ok {
 		return 0, false
 	}
 	if r, found := cut(rest, `"domain":"`); found {
@@ -60,7 +61,7 @@ func plainAck(data []byte, stream string) (seq uint64, ok bool) {
 		for i < len(r) && r[i] > ' ' && r[i] < 0x7f && r[i] != '"' && r[i] != '\\' {
 			i++
 		}
-		if rest, ok = cut(r[i:], `",`); !ok {
+		if rest, ok = next(r[i:]); !ok {
 			return 0, false
 		}
 	}
@@ -79,6 +80,16 @@ func plainAck(data []byte, stream string) (seq uint64, ok bool) {
 		return 0, false
 	}
 	return seq, true
+}
+
+// next returns what follows the end of a string member: its closing quote,
+// a comma and perhaps one space.
+func next(b []byte) ([]byte, bool) {
+	rest, ok := cut(b, `",`)
+	if ok && len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	return rest, ok
 }
 
 // cut returns what follows prefix at the start of b.

@@ -18,6 +18,9 @@ func TestDecodeAck(t *testing.T) {
 	}{
 		{"a plain ack", `{"stream":"KV_GRAPHOPS_LEDGER","seq":42}`, 42, nil, false},
 		{"an ack with a domain", `{"stream":"KV_GRAPHOPS_LEDGER","domain":"hub","seq":7}`, 7, nil, false},
+		{"an ack of nats-server 2.9", `{"stream":"KV_GRAPHOPS_LEDGER", "seq":1}`, 1, nil, false},
+		{"an ack of nats-server 2.9 with a domain", `{"stream":"KV_GRAPHOPS_LEDGER", "domain":"hub", "seq":3}`, 3, nil, false},
+		{"two spaces", `{"stream":"KV_GRAPHOPS_LEDGER",  "seq":4}`, 4, nil, false},
 		{"the largest sequence", `{"stream":"KV_GRAPHOPS_LEDGER","seq":18446744073709551615}`, 1<<64 - 1, nil, false},
 		{"a duplicate, as the server spaces it", `{"stream":"KV_GRAPHOPS_LEDGER","seq":9,"duplicate": true}`, 9, nil, false},
 		{"a batch commit", `{"stream":"KV_GRAPHOPS_LEDGER","seq":12,"batch":"b1","count":3}`, 12, nil, false},
@@ -70,6 +73,7 @@ func FuzzDecodeAck(f *testing.F) {
 	for _, seed := range []string{
 		`{"stream":"KV_b","seq":42}`,
 		`{"stream":"KV_b","domain":"hub","seq":7}`,
+		`{"stream":"KV_b", "domain":"hub", "seq":7}`,
 		`{"stream":"KV_b","domain":"h\"ub","seq":7}`,
 		`{"stream":"KV_b","seq":9,"duplicate": true}`,
 		`{"stream":"KV_b","seq":042}`,
@@ -87,4 +91,19 @@ func FuzzDecodeAck(f *testing.F) {
 			t.Fatalf("plainAck(%q) = %d; encoding/json says %d, %v", data, seq, want, err)
 		}
 	})
+}
+
+// The server's own acks take the hand reading, so that the fast path is the
+// one taken (the fuzz test only checks that it agrees when taken).
+func TestPlainAcksOfTheServersWeRunOnAreReadByHand(t *testing.T) {
+	for _, ack := range []string{
+		`{"stream":"KV_b","seq":42}`,                  // nats-server 2.15
+		`{"stream":"KV_b","domain":"hub","seq":42}`,   // 2.15 in a domain
+		`{"stream":"KV_b", "seq":42}`,                 // 2.9
+		`{"stream":"KV_b", "domain":"hub", "seq":42}`, // 2.9 in a domain
+	} {
+		if seq, ok := plainAck([]byte(ack), "KV_b"); !ok || seq != 42 {
+			t.Errorf("plainAck(%s) = %d, %v; want 42, true", ack, seq, ok)
+		}
+	}
 }
