@@ -155,6 +155,10 @@ func TestRoleRequestUpdateSucceedsWithAnObjectOrNoContent(t *testing.T) {
 }
 
 func TestURLsKeepTheBasePathAndEscapeIDsAsOneSegment(t *testing.T) {
+	resume := func(c *graphops.Client) error {
+		_, err := c.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+		return err
+	}
 	tests := []struct {
 		name    string
 		base    string // appended to the server URL
@@ -162,21 +166,15 @@ func TestURLsKeepTheBasePathAndEscapeIDsAsOneSegment(t *testing.T) {
 		wantURI string
 	}{
 		{
-			name: "a reverse-proxy prefix on the base URL is kept, a trailing slash dropped",
-			base: "/proxy/graph/",
-			call: func(c *graphops.Client) error {
-				_, err := c.Resume(context.Background(), resumeID, []byte(`{}`), nil)
-				return err
-			},
+			name:    "a reverse-proxy prefix on the base URL is kept, a trailing slash dropped",
+			base:    "/proxy/graph/",
+			call:    resume,
 			wantURI: "/proxy/graph" + resumePath,
 		},
 		{
-			name: "an escaped slash in the base path stays escaped",
-			base: "/tenant%2Fa/graph",
-			call: func(c *graphops.Client) error {
-				_, err := c.Resume(context.Background(), resumeID, []byte(`{}`), nil)
-				return err
-			},
+			name:    "an escaped slash in the base path stays escaped",
+			base:    "/tenant%2Fa/graph",
+			call:    resume,
 			wantURI: "/tenant%2Fa/graph" + resumePath,
 		},
 		{

@@ -1,6 +1,7 @@
 package kvstore
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -46,17 +47,17 @@ func jsonAck(data []byte, stream string) (uint64, error) {
 // plainAck reads {"stream":"<stream>",[ ]["domain":"<d>",[ ]]"seq":<n>}
 // exactly; ok is false for anything else.
 func plainAck(data []byte, stream string) (seq uint64, ok bool) {
-	rest, ok := cut(data, `{"stream":"`)
+	rest, ok := bytes.CutPrefix(data, []byte(`{"stream":"`))
 	if !ok {
 		return 0, false
 	}
-	if rest, ok = cut(rest, stream); !ok {
+	if rest, ok = bytes.CutPrefix(rest, []byte(stream)); !ok {
 		return 0, false
 	}
 	if rest, ok = next(rest); !ok {
 		return 0, false
 	}
-	if r, found := cut(rest, `"domain":"`); found {
+	if r, found := bytes.CutPrefix(rest, []byte(`"domain":"`)); found {
 		i := 0 // a domain is a plain token: printable ASCII, no quote, no escape
 		for i < len(r) && r[i] > ' ' && r[i] < 0x7f && r[i] != '"' && r[i] != '\\' {
 			i++
@@ -65,7 +66,7 @@ func plainAck(data []byte, stream string) (seq uint64, ok bool) {
 			return 0, false
 		}
 	}
-	if rest, ok = cut(rest, `"seq":`); !ok {
+	if rest, ok = bytes.CutPrefix(rest, []byte(`"seq":`)); !ok {
 		return 0, false
 	}
 	n := 0
@@ -85,17 +86,9 @@ func plainAck(data []byte, stream string) (seq uint64, ok bool) {
 // next returns what follows the end of a string member: its closing quote,
 // a comma and perhaps one space.
 func next(b []byte) ([]byte, bool) {
-	rest, ok := cut(b, `",`)
+	rest, ok := bytes.CutPrefix(b, []byte(`",`))
 	if ok && len(rest) > 0 && rest[0] == ' ' {
 		rest = rest[1:]
 	}
 	return rest, ok
-}
-
-// cut returns what follows prefix at the start of b.
-func cut(b []byte, prefix string) ([]byte, bool) {
-	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
-		return nil, false
-	}
-	return b[len(prefix):], true
 }
