@@ -57,6 +57,11 @@ type Config struct {
 	AdminAddr       string
 	LogLevel        string
 
+	OutcomeEvents     string // OUTCOME_EVENTS: on | off
+	OutcomeStream     string // NATS_OUTCOME_STREAM
+	OutcomePrefix     string // NATS_OUTCOME_SUBJECT_PREFIX
+	SBOutcomes        string // SERVICEBUS_OUTCOMES: queue or topic of outcome events
+
 	LedgerStore     string // LEDGER_STORE: jetstream | redis (default: by source)
 	LedgerBucket    string
 	LedgerRetention time.Duration
@@ -143,6 +148,10 @@ func settings() []setting {
 		{"WORKER_DRY_RUN", "validate and log the call each command would make; call and record nothing", "false", false, boolean(func(c *Config) *bool { return &c.DryRun })},
 		{"ADMIN_ADDR", "address of /metrics, /healthz and /readyz", ":9464", false, str(func(c *Config) *string { return &c.AdminAddr })},
 		{"LOG_LEVEL", "debug | info | warn | error", "info", false, str(func(c *Config) *string { return &c.LogLevel })},
+		{"OUTCOME_EVENTS", "on | off: publish a graphops.command.outcome CloudEvent for every settled command, before it is acknowledged", "off", false, str(func(c *Config) *string { return &c.OutcomeEvents })},
+		{"NATS_OUTCOME_STREAM", "JetStream stream of outcome events (created when missing)", "GRAPHOPS_OUTCOMES", false, str(func(c *Config) *string { return &c.OutcomeStream })},
+		{"NATS_OUTCOME_SUBJECT_PREFIX", "subject prefix of outcome events (<prefix>.<short type>)", "graphops.outcomes", false, str(func(c *Config) *string { return &c.OutcomePrefix })},
+		{"SERVICEBUS_OUTCOMES", "Service Bus queue or topic of outcome events (required with OUTCOME_EVENTS=on and WORKER_SOURCE=servicebus)", "", false, str(func(c *Config) *string { return &c.SBOutcomes })},
 		{"LEDGER_STORE", "idempotency store: jetstream (default with nats) or redis (default with servicebus)", "", false, str(func(c *Config) *string { return &c.LedgerStore })},
 		{"LEDGER_BUCKET", "JetStream KV bucket of the ledger", "GRAPHOPS_LEDGER", false, str(func(c *Config) *string { return &c.LedgerBucket })},
 		{"LEDGER_RETENTION", "how long outcomes are remembered (longer than any redelivery window)", "168h", false, dur(func(c *Config) *time.Duration { return &c.LedgerRetention })},
@@ -268,6 +277,21 @@ func (c *Config) Validate() error {
 	positive(&errs, "GRAPH_UNANSWERED_SETTLE", c.GraphSettle)
 	if c.RoleRequestUpdate != "on" && c.RoleRequestUpdate != "off" {
 		bad("GRAPH_ROLE_REQUEST_UPDATE", "must be on or off, not %q", c.RoleRequestUpdate)
+	}
+	switch c.OutcomeEvents {
+	case "off":
+	case "on":
+		if c.Source == "servicebus" && c.SBOutcomes == "" {
+			bad("SERVICEBUS_OUTCOMES", "required with OUTCOME_EVENTS=on on Service Bus")
+		}
+		if c.Source == "nats" && (c.OutcomeStream == "" || strings.ContainsAny(c.OutcomeStream, " .*>\t/\\")) {
+			bad("NATS_OUTCOME_STREAM", "must be a non-empty name without spaces, dots, wildcards or slashes: %q", c.OutcomeStream)
+		}
+		if c.Source == "nats" && (c.OutcomePrefix == "" || strings.ContainsAny(c.OutcomePrefix, " *>")) {
+			bad("NATS_OUTCOME_SUBJECT_PREFIX", "must be a subject prefix without wildcards: %q", c.OutcomePrefix)
+		}
+	default:
+		bad("OUTCOME_EVENTS", "must be on or off, not %q", c.OutcomeEvents)
 	}
 	if c.Concurrency < 1 || c.Concurrency > 4096 {
 		bad("WORKER_CONCURRENCY", "must be 1 to 4096, not %d", c.Concurrency)
