@@ -2,6 +2,7 @@ package app_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"regexp"
@@ -344,23 +345,69 @@ func TestRoleRequestUpdatesCanBeSwitchedOff(t *testing.T) {
 	}
 }
 
-func TestADryRunCallsAndRecordsNothingAndLeavesTheCommandsForTheRealWorker(t *testing.T) {
-	h := newHarness(t, seededSim(), map[string]string{"WORKER_DRY_RUN": "true"})
+func TestADryRunPredictsTheLedgerCallsAndRecordsNothingAndLeavesTheCommandsForTheRealWorker(t *testing.T) {
+	h := newHarness(t, seededSim(), nil)
 	addSeeds(h)
-	h.publish(example(t, "resume-seed-verified"))
-	h.publish(example(t, "bad-id-path-traversal"))
-	time.Sleep(time.Second) // nothing observable happens in a dry run; give it time to do wrong
-	if n := len(h.sim.Calls()); n != 0 {
-		t.Fatalf("dry run made %d Graph calls", n)
+	applied := example(t, "resume-seed-verified")
+	h.publish(applied)
+	if got := outcomes(h.waitSettled(1, 20*time.Second)); got["applied"] != 1 {
+		t.Fatalf("the real worker first: %v", got)
+	}
+	h.stop()
+	calls := len(h.sim.Calls())
+
+	h.env["WORKER_DRY_RUN"] = "true"
+	h.start()
+	h.publish(applied)                                // applied before: a duplicate
+	h.publish(example(t, "role-request-update-spec")) // never seen: a first try
+	h.publish(example(t, "bad-id-path-traversal"))    // would be dead-lettered
+	// The dry run reads through a consumer of its own: it has consumed
+	// every message of the stream when its ack floor reaches the last.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := h.js.Consumer(context.Background(), "GRAPHOPS", "graphops-worker-dryrun")
+		if err == nil {
+			info, err := c.Info(context.Background())
+			if err == nil && info.AckFloor.Stream == 4 && info.NumAckPending == 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the dry run did not consume the four messages")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(h.sim.Calls()); n != calls {
+		t.Fatalf("dry run made %d Graph calls", n-calls)
 	}
 	if dl := h.deadLetters(); len(dl) != 0 {
 		t.Fatalf("dry run stored %d dead letters", len(dl))
 	}
+	would := h.logLines("dry run: would call Graph")
+	byID := map[string]map[string]any{}
+	for _, l := range would {
+		byID[l["command_id"].(string)] = l
+	}
+	ids := func(raw []byte) string {
+		var c struct{ ID string }
+		_ = json.Unmarshal(raw, &c)
+		return c.ID
+	}
+	if l := byID[ids(applied)]; l == nil || l["ledger"] != "duplicate" || l["earlier_command"] != ids(applied) {
+		t.Errorf("the applied command's prediction: %v", l)
+	}
+	if l := byID[ids(example(t, "role-request-update-spec"))]; l == nil || l["ledger"] != "first try" || l["method"] != "PATCH" {
+		t.Errorf("the new command's prediction: %v", l)
+	}
+	if n := len(h.logLines("dry run: would dead-letter")); n != 1 {
+		t.Errorf("%d would-dead-letter lines, want 1", n)
+	}
 	h.stop()
+
 	h.env["WORKER_DRY_RUN"] = "false"
 	h.start()
-	got := outcomes(h.waitSettled(2, 20*time.Second))
-	if got["applied"] != 1 || got["dead_lettered/validation_failed"] != 1 {
+	got := outcomes(h.waitSettled(4, 20*time.Second))
+	if got["applied"] != 2 || got["duplicate"] != 1 || got["dead_lettered/validation_failed"] != 1 {
 		t.Fatalf("the real worker after the dry run: %v", got)
 	}
 }

@@ -36,6 +36,7 @@ type harness struct {
 
 	mu      sync.Mutex
 	settled []worker.Settled
+	logs    []map[string]any // every log line of every run
 	changed chan struct{}
 
 	adminAddr string
@@ -82,7 +83,7 @@ func (h *harness) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel, h.done = cancel, make(chan error, 1)
 	started := make(chan string, 1)
-	log := slog.New(slog.NewJSONHandler(testWriter{h.t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewJSONHandler(testWriter{h.t, h}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	go func() {
 		h.done <- app.Run(ctx, cfg, log, app.Hooks{
 			OnStarted: func(admin, _ string) { started <- admin },
@@ -230,11 +231,35 @@ func outcomes(s []worker.Settled) map[string]int {
 	return m
 }
 
-type testWriter struct{ t *testing.T }
+// testWriter shows the worker's log in a verbose run and keeps its lines
+// for assertions (slog's JSON handler writes one line per call).
+type testWriter struct {
+	t *testing.T
+	h *harness
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
 	if testing.Verbose() {
 		w.t.Log(strings.TrimSpace(string(p)))
 	}
+	var line map[string]any
+	if json.Unmarshal(p, &line) == nil {
+		w.h.mu.Lock()
+		w.h.logs = append(w.h.logs, line)
+		w.h.mu.Unlock()
+	}
 	return len(p), nil
+}
+
+// logLines returns the log lines with message msg, in order.
+func (h *harness) logLines(msg string) []map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []map[string]any
+	for _, l := range h.logs {
+		if l["msg"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
 }

@@ -18,11 +18,13 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/consumer/servicebus"
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/ledger/kvstore"
 	"github.com/graphops/worker/internal/ledger/redisstore"
 	"github.com/graphops/worker/internal/natsembed"
+	"github.com/graphops/worker/internal/outcome"
 	"github.com/graphops/worker/internal/pacer"
 	"github.com/graphops/worker/internal/worker"
 	"github.com/graphops/worker/metrics"
@@ -69,6 +71,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 	defer src.close()
+	var proc atomic.Pointer[worker.Processor] // for /readyz, once made
 
 	admin := metrics.NewAdmin(metrics.AdminConfig{Addr: cfg.AdminAddr, Ready: func() error {
 		switch {
@@ -80,6 +83,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 			return errors.New("broker disconnected")
 		case storeDown.Load():
 			return errors.New("idempotency store unreachable")
+		}
+		if p := proc.Load(); p != nil {
+			return p.OutcomesReady()
 		}
 		return nil
 	}}, m, log)
@@ -147,26 +153,35 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		}
 	}()
 
-	proc := worker.New(worker.Config{
+	outcomes, closeOutcomes, err := openOutcomes(ctx, cfg, src.js)
+	if err != nil {
+		return err
+	}
+	defer closeOutcomes()
+	p := worker.New(worker.Config{
 		Command:         command.Options{RoleRequestUpdateDisabled: cfg.RoleRequestUpdate == "off"},
 		RetryMaxElapsed: cfg.RetryMaxElapsed, HandbackAfter: cfg.HandbackAfter,
 		BackoffInitial: cfg.RetryInitial, BackoffMax: cfg.RetryMax,
 		KeepAliveEvery:      min(cfg.AckWait, cfg.LedgerLease) / 3,
 		SettleAfterNoAnswer: cfg.GraphSettle,
 		DryRun:              cfg.DryRun,
-	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Pacers: pacers, Metrics: m, Log: log,
+	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Outcomes: outcomes, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
+	proc.Store(p)
+	if cfg.RoleRequestUpdate == "on" {
+		log.Warn("GRAPH_ROLE_REQUEST_UPDATE is on: role request updates call Graph's PIM iteration 2 API (/beta/privilegedAccess), which Microsoft retired; for Azure resources it stopped returning data on 2026-10-28. Such commands are dead-lettered with Graph's refusal; see README \"Role requests after 2026-10-28\", or set GRAPH_ROLE_REQUEST_UPDATE=off")
+	}
 
-	if err := src.start(ctx, cfg, log, proc.Admissible); err != nil {
+	if err := src.start(ctx, cfg, log, p.Admissible); err != nil {
 		return err
 	}
 	started.Store(true)
 	log.Info("consuming", "source", cfg.Source, "from", src.name, "replica", owner,
-		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency)
+		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency, "outcome_events", cfg.OutcomeEvents)
 	if hooks.OnStarted != nil {
 		hooks.OnStarted(admin.Addr(), src.url)
 	}
-	err = src.Run(drain, proc.Handle)
+	err = src.Run(drain, p.Handle)
 	draining.Store(true)
 	cancelStop()
 	stopPacers()
@@ -248,6 +263,35 @@ func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream) 
 		}
 		return s, func() {}, nil
 	}
+}
+
+// openOutcomes opens the outcome-event publisher of OUTCOME_EVENTS (nil
+// when off) on the broker of WORKER_SOURCE.
+func openOutcomes(ctx context.Context, cfg *config.Config, js jetstream.JetStream) (worker.Publisher, func(), error) {
+	if cfg.OutcomeEvents != "on" {
+		return nil, func() {}, nil
+	}
+	if cfg.Source == "servicebus" {
+		cl, err := servicebus.NewClient(sbConfig(cfg))
+		if err != nil {
+			return nil, nil, fmt.Errorf("SERVICEBUS_OUTCOMES: %w", err)
+		}
+		snd, err := cl.NewSender(cfg.SBOutcomes, nil)
+		if err != nil {
+			_ = cl.Close(ctx)
+			return nil, nil, fmt.Errorf("SERVICEBUS_OUTCOMES: %w", err)
+		}
+		return outcome.NewServiceBus(snd, cfg.SBOutcomes), func() {
+			_ = snd.Close(context.Background())
+			_ = cl.Close(context.Background())
+		}, nil
+	}
+	p, err := outcome.NewJetStream(ctx, js, outcome.JetStreamConfig{Stream: cfg.OutcomeStream,
+		SubjectPrefix: cfg.OutcomePrefix, Replicas: cfg.JSReplicas})
+	if err != nil {
+		return nil, nil, fmt.Errorf("NATS_OUTCOME_STREAM: %w", err)
+	}
+	return p, func() {}, nil
 }
 
 // replicaID names this process in claims, leases and the pacer's fleet.

@@ -87,12 +87,28 @@ func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
 			}
 		}
 	}
-	check("throttled by Graph", map[string]any{"level": "WARN", "attempt": float64(1), "status": float64(429),
-		"graph_request_id": "g-throttled", "code": "TooManyRequests"})
+	check("received", nil, "attempt")
+	check("claimed", map[string]any{"level": "INFO", "attempts_before": float64(0)})
+	check("waiting", map[string]any{"level": "INFO", "wait": "throttle"}, "attempt", "status")
 	check("applied", map[string]any{"level": "INFO", "attempt": float64(2), "graph_request_id": "g-2",
-		"status": float64(204)}, "retry_after", "code")
-	if n := len(lines["graph call"]); n != 2 {
-		t.Errorf("%d debug lines per call, want 2 (one per attempt)", n)
+		"client_request_id": "c-2", "status": float64(204)}, "retry_after", "code")
+	calls := lines["graph call"]
+	if len(calls) != 2 {
+		t.Fatalf("%d lines per call, want 2 (one per attempt)", len(calls))
+	}
+	for i, want := range []map[string]any{
+		{"level": "WARN", "attempt": float64(1), "status": float64(429), "graph_request_id": "g-throttled",
+			"client_request_id": "c-throttled", "code": "TooManyRequests", "class": "throttled"},
+		{"level": "INFO", "attempt": float64(2), "status": float64(204), "graph_request_id": "g-2", "client_request_id": "c-2"},
+	} {
+		for k, v := range want {
+			if calls[i][k] != v {
+				t.Errorf("call %d: %s = %v, want %v", i+1, k, calls[i][k], v)
+			}
+		}
+		if _, ok := calls[i]["duration"]; !ok {
+			t.Errorf("call %d has no duration", i+1)
+		}
 	}
 }
 

@@ -2,9 +2,11 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,11 +27,13 @@ type memStore struct {
 	m    map[string]ledger.Entry
 	rev  uint64
 	fail error
+	gets atomic.Int64
 }
 
 func newMemStore() *memStore { return &memStore{m: map[string]ledger.Entry{}} }
 
 func (s *memStore) Get(_ context.Context, k string) (ledger.Entry, error) {
+	s.gets.Add(1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
@@ -122,18 +126,25 @@ func (m *fakeMsg) HandBack(_ context.Context, d time.Duration) error {
 
 // fakeGraph answers writes from a script of errors (nil = 204).
 type fakeGraph struct {
-	mu     sync.Mutex
-	script []error
-	writes int
-	reads  int
-	status string // callout instance status the read reports
-	delay  time.Duration
+	mu          sync.Mutex
+	script      []error
+	writes      int
+	reads       int
+	status      string // callout instance status the read reports
+	delay       time.Duration
+	inFlight    int
+	maxInFlight int
 }
 
 func (g *fakeGraph) next() error {
+	g.mu.Lock()
+	g.inFlight++
+	g.maxInFlight = max(g.maxInFlight, g.inFlight)
+	g.mu.Unlock()
 	time.Sleep(g.delay)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.inFlight--
 	g.writes++
 	if len(g.script) == 0 {
 		return nil
@@ -147,7 +158,7 @@ func (g *fakeGraph) Resume(context.Context, string, []byte, map[string]string) (
 	if err := g.next(); err != nil {
 		return graphops.Result{}, err
 	}
-	return graphops.Result{Status: 204, GraphRequestID: "g-" + strconv.Itoa(g.writes)}, nil
+	return graphops.Result{Status: 204, GraphRequestID: "g-" + strconv.Itoa(g.writes), ClientRequestID: "c-" + strconv.Itoa(g.writes)}, nil
 }
 
 func (g *fakeGraph) UpdateRoleRequest(context.Context, string, string, []byte, map[string]string) (graphops.Result, error) {
@@ -365,4 +376,45 @@ func TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter(t *testing.T) {
 	if after != during {
 		t.Errorf("keep-alives went on after the job ended: %d, then %d", during, after)
 	}
+}
+
+func rejected404() error {
+	return &graphops.Error{Operation: graphops.OpResume, Status: 404, Code: "ResourceNotFound",
+		GraphRequestID: "g-404", ClientRequestID: "c-404"}
+}
+
+// withField returns the command with a top-level field replaced.
+func withField(t *testing.T, raw []byte, k string, v any) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	m[k] = v
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func decodeEvent(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// roleUpdate is the SPEC's role request update.
+func roleUpdate(t *testing.T) []byte {
+	t.Helper()
+	for _, e := range command.Examples() {
+		if e.Name == "role-request-update-spec" {
+			return e.Data
+		}
+	}
+	t.Fatal("no role request update example")
+	return nil
 }

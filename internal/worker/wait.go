@@ -3,15 +3,14 @@ package worker
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"time"
-
-	"github.com/cenkalti/backoff/v4"
 )
 
-// Waiting is where a command spends most of its life under throttling. While
-// it waits it keeps its broker lease and its ledger leases alive; a wait
-// longer than the hand-back threshold, or a drain, returns the message to the
+// Waiting is where a command spends most of its life under throttling. The
+// broker keeps the message alive meanwhile (the consumer's runner renews
+// it from its own lock expiry); the job keeps its ledger claim alive with
+// one timer from receipt to settlement, whatever it waits for. A wait longer
+// than the hand-back threshold, or a drain, returns the message to the
 // broker instead of holding a slot.
 
 // reservationWaiter is a pacer reservation.
@@ -20,14 +19,15 @@ type reservationWaiter interface {
 	Wait(ctx context.Context) error
 }
 
-// wait sleeps d (keeping leases alive) and reports whether the job goes on;
-// false means the message was handed back.
-func (j *job) wait(d time.Duration) bool {
-	if d > j.p.cfg.HandbackAfter && !j.m.Last() {
-		j.handBack(d, "retry wait longer than the hand-back threshold")
-		return false
+// wait sleeps d, logging why, and returns nil when the job goes on, or the
+// outcome that ends it (a hand-back, or the claim lost meanwhile).
+func (j *job) wait(d time.Duration, kind, why string) *Outcome {
+	if d > j.p.cfg.HandbackAfter && j.mayHandBack() {
+		o := handBack(d, kind+" wait longer than the hand-back threshold: "+why)
+		return &o
 	}
-	return j.keepAliveWhile(func(ctx context.Context) error {
+	j.info("waiting", "wait", kind, "why", why, "for", d.Round(time.Millisecond), "until", j.p.Now().Add(d).UTC())
+	return j.block(func(ctx context.Context) error {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -39,113 +39,123 @@ func (j *job) wait(d time.Duration) bool {
 	})
 }
 
-// waitFor waits for a pacer reservation of the given delay.
-func (j *job) waitFor(delay time.Duration, r reservationWaiter) bool {
-	if delay > j.p.cfg.HandbackAfter && !j.m.Last() {
+// waitFor waits for a pacer reservation of the given delay: the throttle
+// gate, or the rate.
+func (j *job) waitFor(delay time.Duration, r reservationWaiter, gateUntil time.Time) *Outcome {
+	if delay > j.p.cfg.HandbackAfter && j.mayHandBack() {
 		r.Cancel()
-		j.handBack(delay, "throttle wait longer than the hand-back threshold")
-		return false
+		o := handBack(delay, "throttle wait longer than the hand-back threshold")
+		return &o
 	}
-	return j.keepAliveWhile(r.Wait)
+	// Waits for the rate alone are short and many; a closed gate (Graph
+	// throttled) is a decision worth its line.
+	if now := j.p.Now(); gateUntil.After(now) || delay >= time.Second {
+		j.info("waiting", "wait", "throttle", "why", "throttle gate closed until Retry-After, then paced",
+			"for", delay.Round(time.Millisecond), "until", now.Add(delay).UTC(), "gate_until", gateUntil.UTC())
+	}
+	return j.block(r.Wait)
 }
 
-// keepAliveWhile runs f, renewing the broker and ledger leases meanwhile.
-// When the worker drains, f's context ends and the message is handed back;
-// when a renewal fails (another owner took over), f is stopped and the job
-// abandoned.
-func (j *job) keepAliveWhile(f func(ctx context.Context) error) bool {
-	ctx, cancel := context.WithCancel(j.p.drain)
-	stopRenewing := j.renewEvery(func(error) bool { cancel(); return true })
-	err := f(ctx)
-	cancel()
-	switch renewErr := stopRenewing(); {
-	case renewErr != nil:
-		j.abandon("lease lost while waiting", renewErr)
-		return false
-	case err != nil:
-		j.handBack(0, "draining")
-		return false
-	}
-	return true
-}
-
-// renewDuring runs f (a Graph call, which must not be interrupted by a
-// drain) while renewing the job's leases. A failed renewal cannot stop the
-// call; it is logged, and settling copes with a claim taken over meanwhile.
-func (j *job) renewDuring(f func()) {
-	stopRenewing := j.renewEvery(func(err error) bool {
-		j.warn("lease renewal failed during a Graph call", "err", err)
-		return false
-	})
-	f()
-	stopRenewing()
-}
-
-// renewEvery renews the job's leases every KeepAliveEvery in the
-// background. A failed renewal is passed to onErr, which says whether
-// renewing stops there. The returned function stops renewing, waits for a
-// renewal under way, and returns the failure that stopped it, if any. The
-// job's claim and lease must not be touched elsewhere until then.
-//
-// It is a timer, not a goroutine with a ticker: nearly every Graph call
-// ends long before its first renewal, and a goroutine per call cost more
-// than the rest of the wait's bookkeeping.
-func (j *job) renewEvery(onErr func(error) (stop bool)) func() error {
-	every := j.p.cfg.KeepAliveEvery
-	var (
-		mu      sync.Mutex // held by a renewal, so that stopping waits for it
-		stopped bool
-		failed  error
-		t       *time.Timer
-	)
-	mu.Lock()
-	t = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if err := j.renew(); err != nil && onErr(err) {
-			failed = err
-			return
-		}
-		t.Reset(every)
-	})
-	mu.Unlock()
-	return func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
-		return failed
-	}
-}
-
-// renew extends every lease the job holds.
-func (j *job) renew() error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
-	defer cancel()
-	if err := j.m.KeepAlive(ctx); err != nil {
-		j.warn("broker keep-alive failed", "err", err)
-	}
-	if j.claim != nil {
-		return j.claim.Renew(ctx)
+// block runs f until it returns or the job's context ends (a drain, or the
+// claim lost), which ends the job.
+func (j *job) block(f func(ctx context.Context) error) *Outcome {
+	if err := f(j.ctx); err != nil && j.ctx.Err() != nil {
+		return j.interrupted()
 	}
 	return nil
 }
 
-// newBackoff is the exponential backoff with jitter between non-throttle
-// retries. The retry budget is enforced by the caller from the first
-// attempt (which survives hand-backs), not by the backoff.
-func newBackoff(initial, maxInterval time.Duration) *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = initial
-	b.MaxInterval = maxInterval
-	b.RandomizationFactor = 0.5
-	b.Multiplier = 2
-	b.MaxElapsedTime = 0
-	b.Reset()
-	return b
+// interrupted is the outcome of a wait cut short: the claim was lost
+// (another owner settles the command), or the worker drains (the message
+// goes back at once).
+func (j *job) interrupted() *Outcome {
+	j.mu.Lock()
+	lost := j.leaseLost
+	j.mu.Unlock()
+	var o Outcome
+	if lost != nil {
+		o = leave("claim lost while waiting", lost)
+	} else {
+		o = handBack(0, "draining")
+	}
+	return &o
+}
+
+// mayHandBack reports whether a long wait may go back to the broker: not a
+// last delivery (the broker would drop it), and not a session's message
+// (it keeps its place, and the later commands of its session wait behind it).
+func (j *job) mayHandBack() bool {
+	return !j.m.Last() && !inOrder(j.m)
+}
+
+// inOrder reports a message whose broker keeps order for its request.
+func inOrder(m any) bool {
+	o, ok := m.(interface{ InOrder() bool })
+	return ok && o.InOrder()
+}
+
+// holdClaim makes sure the claim lasts at least margin more: a Graph call
+// must not start on a claim another replica may take over during it.
+func (j *job) holdClaim(margin time.Duration) *Outcome {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.claim.Held(margin) {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
+	defer cancel()
+	if err := j.claim.Renew(ctx); err != nil {
+		o := leave("claim lost before the call", err)
+		return &o
+	}
+	return nil
+}
+
+// startRenewing renews the job's leases every KeepAliveEvery from receipt
+// until stopRenewing: one timer for the job's whole life, across every
+// wait and call, never restarted per wait. A claim renewal that fails (the
+// claim was taken over) ends the job's waits.
+func (j *job) startRenewing() {
+	every := j.p.cfg.KeepAliveEvery
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.renewTimer = time.AfterFunc(every, func() {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if j.renewOff {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
+		defer cancel()
+		if err := j.m.KeepAlive(ctx); err != nil {
+			j.warn("broker keep-alive failed", "err", err)
+		}
+		if j.claim != nil && j.leaseLost == nil && !j.claimDone {
+			if err := j.claim.Renew(ctx); err != nil {
+				j.leaseLost = err
+				j.warn("claim renewal failed", "err", err)
+				j.cancel()
+				return
+			}
+		}
+		j.renewTimer.Reset(every)
+	})
+}
+
+// stopRenewing stops the renewals, waiting for one under way; the claim is
+// the job's alone afterwards.
+func (j *job) stopRenewing() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.renewOff = true
+	j.renewTimer.Stop()
+	j.cancel()
+}
+
+// contextWithTimeout is context.WithTimeout that treats d <= 0 as already
+// over.
+func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(d, 0))
 }
 
 // jitter is a random duration in [0, d).

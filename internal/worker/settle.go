@@ -1,0 +1,384 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/graphops/worker/internal/dlq"
+	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/outcome"
+	"github.com/graphops/worker/internal/retry"
+	"github.com/graphops/worker/metrics"
+)
+
+// Outcome is what processing decided for a message; settle carries it out.
+type Outcome struct {
+	kind kind
+	// applied
+	status         int
+	graphRequestID string
+	reconciled     bool
+	// duplicate: the record found settled
+	record ledger.Record
+	// dead letter
+	reason      dlq.Reason
+	description string
+	// hand back
+	delay time.Duration
+	why   string
+	// leave
+	err error
+}
+
+type kind int
+
+const (
+	kindApplied    kind = iota
+	kindDuplicate       // settled before (a redelivery, or a JSON-equal resume)
+	kindDeadLetter      // to the dead-letter store
+	kindHandBack        // back to the broker, redelivered after a delay
+	kindLeave           // left to the broker's redelivery: another owner settles it, or nothing can be decided now
+	kindDryRun          // a dry run's message: acknowledged on its own consumer, nothing recorded
+)
+
+func applied(status int, graphRequestID string, reconciled bool) Outcome {
+	return Outcome{kind: kindApplied, status: status, graphRequestID: graphRequestID, reconciled: reconciled}
+}
+func duplicate(r ledger.Record) Outcome { return Outcome{kind: kindDuplicate, record: r} }
+func deadLetter(reason dlq.Reason, description string) Outcome {
+	return Outcome{kind: kindDeadLetter, reason: reason, description: description}
+}
+func handBack(delay time.Duration, why string) Outcome {
+	return Outcome{kind: kindHandBack, delay: delay, why: why}
+}
+func leave(why string, err error) Outcome { return Outcome{kind: kindLeave, why: why, err: err} }
+
+// storeTrouble is the outcome when the ledger cannot be reached: nothing is
+// decided, the message goes back to the broker (a last delivery is kept
+// until its lease runs out rather than dropped).
+func storeTrouble(what string, err error) Outcome {
+	return Outcome{kind: kindHandBack, delay: 5*time.Second + jitter(5*time.Second),
+		why: "ledger unavailable (" + what + ")", err: err}
+}
+
+// The order of settling is what makes every crash point safe:
+//
+//	applied:       ledger says applied (which frees the request id) →
+//	               outcome event → ack
+//	dead-lettered: ledger says dead-lettered → outcome event → dead letter
+//	               stored, which settles the message (NATS: stored, then
+//	               acked; Service Bus: moved to the entity's own queue)
+//	duplicate:     outcome event (the recorded one again) → ack, or for a
+//	               command recorded as dead-lettered, dead letter again
+//	               (deduplicated by the store) → settled
+//
+// A crash before the ledger write leaves the claim to expire; whoever takes
+// it over reconciles a resume by reading Graph. A crash after it finds the
+// final record on redelivery, publishes the same event again, and settles
+// the message as the record says.
+
+// settle carries out o on the ledger, the outcome stream, the broker and
+// the metrics, and lets the next command of the request id in.
+func (j *job) settle(o Outcome) {
+	defer func() {
+		if j.leaveGate != nil {
+			j.leaveGate()
+		}
+	}()
+	j.mu.Lock()
+	j.claimDone = true
+	j.mu.Unlock()
+	switch o.kind {
+	case kindApplied:
+		j.settleApplied(o)
+	case kindDuplicate:
+		j.settleDuplicate(o.record)
+	case kindDeadLetter:
+		j.settleDeadLetter(o.reason, o.description)
+	case kindHandBack:
+		j.settleHandBack(o)
+	case kindLeave:
+		j.warn("left to the broker's redelivery", "why", o.why, "err", o.err)
+	case kindDryRun:
+		j.ack()
+	}
+}
+
+func (j *job) settleApplied(o Outcome) {
+	crashPoint("after-graph")
+	if err := j.retryStore(func(ctx context.Context) error {
+		return j.claim.Applied(ctx, o.status, o.graphRequestID, o.reconciled)
+	}); err != nil {
+		// Graph took the call but the ledger cannot say so. Do not ack:
+		// the message comes back after the claim's lease and its next
+		// owner reconciles (resume) or resends the same PATCH.
+		j.logError("applied but not recorded; leaving the message to redelivery", "err", err)
+		return
+	}
+	crashPoint("after-ledger")
+	d := j.eventData(metrics.OutcomeApplied)
+	d.Reconciled = o.reconciled
+	if !j.publish(d) {
+		return
+	}
+	crashPoint("after-event")
+	j.ack()
+	j.info("applied", "graph_request_id", o.graphRequestID, "client_request_id", j.lastClient,
+		"status", o.status, "reconciled", o.reconciled, "attempt", j.claim.Record.Attempts)
+	j.done(metrics.OutcomeApplied, "", "")
+}
+
+// settleDuplicate settles a command the ledger has settled before: a
+// redelivery of the same command (its recorded outcome is published again,
+// SPEC §9), or another command repeating an applied resume.
+func (j *job) settleDuplicate(r ledger.Record) {
+	same := r.Source == j.cmd.Source && r.ID == j.cmd.ID
+	d := j.eventData(metrics.OutcomeDuplicate)
+	switch {
+	case !same:
+		d.DuplicateOf = r.ID
+	case r.State == ledger.StateApplied:
+		d.Outcome, d.Reconciled, d.Attempts = metrics.OutcomeApplied, r.Reconciled, r.Attempts
+		if r.Attempts > 0 {
+			d.LastCall(r.GraphStatus, r.GraphRequestID, "")
+		}
+	default: // dead-lettered, and not a replay
+		d.Outcome, d.Reason, d.Attempts = metrics.OutcomeDeadLettered, r.Reason, r.Attempts
+	}
+	if !j.publish(d) {
+		return
+	}
+	if same && r.State == ledger.StateDeadLettered {
+		// The first delivery may have stopped between the ledger and the
+		// dead-letter store: store it again (the store keeps one copy).
+		e := j.entry(dlq.Reason(r.Reason), "redelivered after it was dead-lettered: "+r.Reason)
+		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
+		if !j.putDeadLetter(e) {
+			return
+		}
+	} else {
+		j.ack()
+	}
+	j.info("duplicate", "state", r.State, "duplicate_of", r.ID, "earlier_source", r.Source)
+	j.done(metrics.OutcomeDuplicate, "", "")
+}
+
+func (j *job) settleDeadLetter(reason dlq.Reason, description string) {
+	e := j.entry(reason, description)
+	if j.claim != nil {
+		if err := j.retryStore(func(ctx context.Context) error {
+			return j.claim.DeadLettered(ctx, string(reason))
+		}); err != nil {
+			j.logError("cannot record the dead letter in the ledger; handing the message back", "reason", reason, "err", err)
+			j.settleHandBack(handBack(j.p.cfg.BackoffMax, "ledger unavailable"))
+			return
+		}
+	}
+	d := j.eventData(metrics.OutcomeDeadLettered)
+	d.Reason, d.Description = string(reason), description
+	if !j.publish(d) {
+		return
+	}
+	if !j.putDeadLetter(e) {
+		return
+	}
+	j.p.Metrics.DeadLettered(e.Type, string(e.Reason))
+	args := []any{"reason", e.Reason, "description", e.Description, "attempt", e.Attempts}
+	if e.GraphStatus != 0 { // as the headers: only a call Graph answered is described
+		args = append(args, "graph_status", e.GraphStatus, "graph_code", e.GraphCode,
+			"graph_request_id", e.GraphRequestID)
+	}
+	if e.ClientRequestID != "" {
+		args = append(args, "client_request_id", e.ClientRequestID)
+	}
+	j.warn("dead-lettered", args...)
+	j.done(metrics.OutcomeDeadLettered, string(reason), description)
+}
+
+// entry is the dead letter of the job's command.
+func (j *job) entry(reason dlq.Reason, description string) dlq.Entry {
+	e := dlq.Entry{Reason: reason, Description: description, Type: string(j.typ)}
+	switch {
+	case j.cmd != nil:
+		e.CommandID, e.CommandSource, e.RequestID = j.cmd.ID, j.cmd.Source, j.cmd.RequestID()
+	case j.unparsed != nil:
+		e.CommandID, e.CommandSource, e.RequestID = j.unparsed.ID, j.unparsed.Source, j.unparsed.RequestID
+	}
+	if j.claim != nil {
+		r := j.claim.Record
+		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
+	}
+	if ge := j.lastErr; ge != nil {
+		e.GraphStatus, e.GraphCode, e.GraphRequestID = ge.Status, ge.Code, ge.GraphRequestID
+	}
+	e.ClientRequestID = j.lastClient
+	return e
+}
+
+// putDeadLetter stores e and settles the message; false means the message
+// was handed back instead.
+func (j *job) putDeadLetter(e dlq.Entry) bool {
+	e.OriginalSubject = j.m.Subject()
+	e.Payload = j.m.Data()
+	// The same message dead-lettered twice (a crash between the store and
+	// the ack, or a redelivery of a recorded dead letter) is stored once.
+	dedup := "graphops-dlq-" + j.m.ID()
+	// A broker with its own dead-letter queue (Service Bus) moves the
+	// message itself there, which also settles it.
+	own, settles := j.m.(brokerDeadLetter)
+	if err := j.retryStore(func(ctx context.Context) error {
+		if settles {
+			return own.DeadLetter(ctx, e)
+		}
+		_, err := j.p.DeadLetters.Put(ctx, e, dedup)
+		return err
+	}); err != nil {
+		j.logError("cannot store dead letter; handing the message back", "reason", e.Reason, "err", err)
+		if !j.m.Last() {
+			j.handBackMessage(j.p.cfg.BackoffMax, "dead-letter store unavailable")
+		}
+		return false
+	}
+	if !settles {
+		j.ack()
+	}
+	return true
+}
+
+// brokerDeadLetter is a message whose broker keeps dead letters itself.
+type brokerDeadLetter interface {
+	DeadLetter(ctx context.Context, e dlq.Entry) error
+}
+
+// settleHandBack returns the message to the broker for redelivery after a
+// delay, releasing what the job holds so another replica can continue at
+// once. The last delivery cannot be handed back (the broker would drop
+// it): it is dead-lettered instead, to be replayed — except when the
+// ledger is down, when it is left to its lease.
+func (j *job) settleHandBack(o Outcome) {
+	if j.m.Last() {
+		if o.err != nil {
+			j.logError("cannot settle the last delivery; leaving it to the broker", "why", o.why, "err", o.err)
+			return
+		}
+		j.settleDeadLetter(dlq.ReasonRetriesExhausted, fmt.Sprintf(
+			"last delivery (%d) could not finish: %s; %s", j.m.Delivery(), o.why, j.lastFailure()))
+		return
+	}
+	if o.err != nil {
+		j.logError("handing back", "why", o.why, "err", o.err)
+	}
+	delay := o.delay
+	if wait := j.settleUntil.Sub(j.p.Now()); wait > 0 && j.claim != nil {
+		// A write is still unanswered: keep everyone off the command and
+		// its request id until Graph must have finished with it.
+		j.releaseClaim(j.settleUntil)
+		delay = max(delay, wait+jitter(time.Second))
+	} else {
+		j.releaseClaim(time.Time{})
+	}
+	j.handBackMessage(delay, o.why)
+}
+
+func (j *job) handBackMessage(delay time.Duration, why string) {
+	delay = max(delay, 0)
+	if err := j.m.HandBack(context.WithoutCancel(j.p.stop), delay); err != nil {
+		j.warn("hand back failed; the broker redelivers after the ack wait", "err", err)
+	}
+	j.info("handed back", "why", why, "delay", delay.Round(time.Millisecond))
+}
+
+// releaseClaim gives the job's claim, and with it the request id, back;
+// others stay off it until until (zero: at once).
+func (j *job) releaseClaim(until time.Time) {
+	if j.claim == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
+	defer cancel()
+	if err := j.claim.ReleaseUntil(ctx, until); err != nil {
+		j.warn("release claim", "err", err)
+	}
+}
+
+func (j *job) ack() {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 10*time.Second)
+	defer cancel()
+	if err := j.m.Ack(ctx); err != nil {
+		// The outcome is recorded: a redelivery is a duplicate.
+		j.warn("ack failed; a redelivery will be recognised as a duplicate", "err", err)
+	}
+}
+
+// eventData describes the job's command and its last write call for an
+// outcome event.
+func (j *job) eventData(o string) outcome.Data {
+	d := outcome.Data{Type: string(j.typ), Outcome: o}
+	switch {
+	case j.cmd != nil:
+		d.CommandID, d.CommandSource, d.RequestID = j.cmd.ID, j.cmd.Source, j.cmd.RequestID()
+	case j.unparsed != nil:
+		d.CommandID, d.CommandSource, d.RequestID = j.unparsed.ID, j.unparsed.Source, j.unparsed.RequestID
+	}
+	if d.CommandID == "" && d.CommandSource == "" {
+		// Nothing of the command could be read: the delivery names it.
+		d.CommandSource = "urn:graphops:message:" + j.m.Subject() + ":" + j.m.ID()
+	}
+	if j.claim != nil {
+		d.Attempts = j.claim.Record.Attempts
+	}
+	if d.Attempts > 0 && j.lastClient != "" {
+		d.LastCall(j.lastStatus, j.lastGraphID, j.lastClient)
+	}
+	return d
+}
+
+// publish publishes the outcome event of d before the message is settled
+// (SPEC §9). When it cannot, the message goes back to the broker: the
+// ledger has its outcome, so the redelivery publishes the same event again.
+func (j *job) publish(d outcome.Data) bool {
+	if j.p.Outcomes == nil {
+		return true
+	}
+	e, err := outcome.New(d, j.p.Now())
+	if err == nil {
+		err = retry.Do(j.p.stop, retry.Policy{Initial: 200 * time.Millisecond, Max: 5 * time.Second, PerTry: 10 * time.Second,
+			Tries: 1 + int(j.p.cfg.HandbackAfter/(5*time.Second))},
+			func(ctx context.Context) error { return j.p.Outcomes.Publish(ctx, e) })
+	}
+	if err != nil {
+		why := err.Error()
+		j.p.outcomesDown.Store(&why)
+		j.logError("cannot publish the outcome event; the message goes back and its redelivery publishes it", "event_id", e.ID, "err", err)
+		if !j.m.Last() {
+			j.handBackMessage(j.p.cfg.BackoffMax, "outcome event not published")
+		}
+		return false
+	}
+	j.p.outcomesDown.Store(nil)
+	j.info("outcome event published", "event_id", e.ID, "outcome", d.Outcome)
+	return true
+}
+
+// retryStore retries a store write a few times: settling must survive a
+// blip, and must not wait forever.
+func (j *job) retryStore(f func(ctx context.Context) error) error {
+	return retry.Do(context.WithoutCancel(j.p.stop), retry.Policy{Initial: 100 * time.Millisecond, Max: 2 * time.Second,
+		Tries: 5, PerTry: 10 * time.Second}, f)
+}
+
+func (j *job) done(o, reason, description string) {
+	d := j.p.Now().Sub(j.received)
+	j.p.Metrics.CommandDone(string(j.typ), o, d)
+	if j.p.OnSettled == nil {
+		return
+	}
+	s := Settled{Type: j.typ, Outcome: o, Reason: reason, Description: description, Duration: d}
+	if j.cmd != nil {
+		s.CommandID, s.Source = j.cmd.ID, j.cmd.Source
+	} else if j.unparsed != nil {
+		s.CommandID, s.Source = j.unparsed.ID, j.unparsed.Source
+	}
+	j.p.OnSettled(s)
+}
