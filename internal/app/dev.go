@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/graphops/worker/internal/worker"
 	"github.com/graphops/worker/metrics"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // DevOptions configure `worker dev`.
@@ -67,6 +69,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 	env := map[string]string{
 		"WORKER_DATA_DIR": dir, "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": token, "ADMIN_ADDR": admin,
 		"NATS_ACK_WAIT": "10s", "LEDGER_LEASE": "10s", "RETRY_INITIAL_INTERVAL": "100ms", "SHUTDOWN_GRACE": "5s",
+		"OUTCOME_EVENTS": "on",
 	}
 	cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
@@ -127,7 +130,11 @@ func Dev(ctx context.Context, o DevOptions) error {
 
 	mu.Lock()
 	printSummary(o.Out, settled)
+	n := len(settled)
 	mu.Unlock()
+	if err := printEvents(ctx, natsURL, cfg.OutcomeStream, n, o.Out); err != nil {
+		fmt.Fprintf(o.Out, "\nOutcome events: cannot read them: %v\n", err)
+	}
 	st := sim.Stats()
 	fmt.Fprintf(o.Out, "\nGraph simulator saw %d write calls, %d applied, %d refused as already resumed.\n",
 		st.Calls["resume"]+st.Calls["role_request_update"], st.Applied["resume"]+st.Applied["role_request_update"], st.DoubleApplies)
@@ -174,6 +181,52 @@ func printSummary(w io.Writer, s []worker.Settled) {
 	tw.Flush()
 	fmt.Fprintf(w, "\n%d applied, %d duplicate, %d dead-lettered.\n",
 		counts[metrics.OutcomeApplied], counts[metrics.OutcomeDuplicate], counts[metrics.OutcomeDeadLettered])
+}
+
+// printEvents prints the outcome events the worker published (SPEC §9):
+// what a producer subscribed to graphops.outcomes.> receives. Every settled
+// command's event is in the stream before the command was acknowledged.
+func printEvents(ctx context.Context, url, stream string, want int, w io.Writer) error {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return err
+	}
+	batch, err := c.FetchNoWait(want)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nOutcome events (stream %s, what a producer subscribed to graphops.outcomes.> receives):\n", stream)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	for m := range batch.Messages() {
+		var e struct {
+			ID   string `json:"id"`
+			Data struct {
+				CommandID string `json:"command_id"`
+				RequestID string `json:"request_id"`
+				Outcome   string `json:"outcome"`
+				Reason    string `json:"reason"`
+			} `json:"data"`
+		}
+		if err := json.Unmarshal(m.Data(), &e); err != nil {
+			return err
+		}
+		outcome := e.Data.Outcome
+		if e.Data.Reason != "" {
+			outcome += "/" + e.Data.Reason
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tcommand %s\n", m.Subject(), e.ID, outcome, e.Data.CommandID)
+	}
+	tw.Flush()
+	return batch.Error()
 }
 
 // freeOr returns addr when it can be listened on, else a free loopback port.
