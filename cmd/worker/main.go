@@ -15,7 +15,6 @@ import (
 	"syscall"
 
 	"github.com/graphops/worker/internal/app"
-	"github.com/graphops/worker/internal/bench"
 	"github.com/graphops/worker/internal/config"
 )
 
@@ -30,7 +29,8 @@ Usage:
   worker dlq show ID              one dead letter: headers and the original message
   worker dlq replay ID...|--all   republish to the original subject, then remove
   worker dlq purge [--yes]        delete every dead letter (asks unless --yes)
-  worker bench throughput|pacing  load harness: see docs/PERFORMANCE.md
+  worker bench throughput|pacing  load harness, in binaries built with -tags bench:
+                                  see docs/PERFORMANCE.md
   worker help                     this text
 
 An ID is the dead letter's stream sequence number (see dlq list).
@@ -53,7 +53,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		printUsage(stdout)
 		return 0
 	case "bench": // parses its own flags; needs no worker settings
-		return bench.Main(ctx, args, stdout, stderr)
+		return benchMain(ctx, args, stdout, stderr)
 	case "run", "dev", "submit", "dlq":
 	default:
 		fmt.Fprintf(stderr, "worker: unknown command %q (see worker --help)\n", verb)
