@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/graphops/worker/internal/command"
@@ -233,82 +234,92 @@ func throttle(after time.Duration) error {
 }
 
 func TestALongThrottleIsHandedBackUnlessItIsTheLastDelivery(t *testing.T) {
-	cfg := worker.Config{HandbackAfter: 100 * time.Millisecond}
+	synctest.Test(t, func(t *testing.T) {
+		cfg := worker.Config{HandbackAfter: 100 * time.Millisecond}
 
-	r := newRig(t, cfg)
-	r.graph.script = []error{throttle(400 * time.Millisecond)}
-	m := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(m)
-	if m.acked != 0 || len(m.handedBack) != 1 || m.handedBack[0] < 300*time.Millisecond {
-		t.Fatalf("acked %d, handed back %v: want one hand-back of about the Retry-After", m.acked, m.handedBack)
-	}
-	if r.graph.writes != 1 || len(r.settled) != 0 {
-		t.Fatalf("writes %d, settled %v", r.graph.writes, r.settled)
-	}
+		r := newRig(t, cfg)
+		r.graph.script = []error{throttle(400 * time.Millisecond)}
+		m := &fakeMsg{data: seed(t), delivery: 1}
+		r.proc.Handle(m)
+		if m.acked != 0 || len(m.handedBack) != 1 || m.handedBack[0] < 300*time.Millisecond {
+			t.Fatalf("acked %d, handed back %v: want one hand-back of about the Retry-After", m.acked, m.handedBack)
+		}
+		if r.graph.writes != 1 || len(r.settled) != 0 {
+			t.Fatalf("writes %d, settled %v", r.graph.writes, r.settled)
+		}
 
-	r = newRig(t, cfg)
-	r.graph.script = []error{throttle(400 * time.Millisecond)}
-	last := &fakeMsg{data: seed(t), delivery: 5, last: true}
-	start := time.Now()
-	r.proc.Handle(last)
-	if len(last.handedBack) != 0 || last.acked != 1 || r.graph.writes != 2 {
-		t.Fatalf("last delivery: handed back %v, acked %d, writes %d: want it waited in place and applied",
-			last.handedBack, last.acked, r.graph.writes)
-	}
-	if time.Since(start) < 400*time.Millisecond {
-		t.Fatal("the last delivery did not wait out the Retry-After")
-	}
-	if len(r.settled) != 1 || r.settled[0].Outcome != metrics.OutcomeApplied {
-		t.Fatalf("settled %+v", r.settled)
-	}
+		r = newRig(t, cfg)
+		r.graph.script = []error{throttle(400 * time.Millisecond)}
+		last := &fakeMsg{data: seed(t), delivery: 5, last: true}
+		start := time.Now()
+		r.proc.Handle(last)
+		if len(last.handedBack) != 0 || last.acked != 1 || r.graph.writes != 2 {
+			t.Fatalf("last delivery: handed back %v, acked %d, writes %d: want it waited in place and applied",
+				last.handedBack, last.acked, r.graph.writes)
+		}
+		if time.Since(start) < 400*time.Millisecond {
+			t.Fatal("the last delivery did not wait out the Retry-After")
+		}
+		if len(r.settled) != 1 || r.settled[0].Outcome != metrics.OutcomeApplied {
+			t.Fatalf("settled %+v", r.settled)
+		}
+	})
 }
 
 func TestADrainDuringTheLastDeliveryDeadLettersInsteadOfDroppingIt(t *testing.T) {
-	r := newRig(t, worker.Config{HandbackAfter: time.Minute})
-	r.graph.script = []error{throttle(20 * time.Second)}
-	m := &fakeMsg{data: seed(t), delivery: 50, last: true}
-	go func() { time.Sleep(200 * time.Millisecond); r.drain() }()
-	r.proc.Handle(m)
-	if len(r.dead.entries) != 1 || r.dead.entries[0].Reason != dlq.ReasonRetriesExhausted || m.acked != 1 {
-		t.Fatalf("dead letters %+v, acked %d: want retries_exhausted and an ack", r.dead.entries, m.acked)
-	}
-	if len(m.handedBack) != 0 {
-		t.Fatal("the last delivery was handed back: the broker would drop it")
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{HandbackAfter: time.Minute})
+		r.graph.script = []error{throttle(20 * time.Second)}
+		m := &fakeMsg{data: seed(t), delivery: 50, last: true}
+		go func() { time.Sleep(200 * time.Millisecond); r.drain() }()
+		r.proc.Handle(m)
+		if len(r.dead.entries) != 1 || r.dead.entries[0].Reason != dlq.ReasonRetriesExhausted || m.acked != 1 {
+			t.Fatalf("dead letters %+v, acked %d: want retries_exhausted and an ack", r.dead.entries, m.acked)
+		}
+		if len(m.handedBack) != 0 {
+			t.Fatal("the last delivery was handed back: the broker would drop it")
+		}
+	})
 }
 
 func TestAnUnreachableLedgerHandsTheMessageBackWithoutACall(t *testing.T) {
-	r := newRig(t, worker.Config{})
-	r.store.fail = errors.New("connection refused")
-	m := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(m)
-	if r.graph.writes != 0 || m.acked != 0 || len(m.handedBack) != 1 {
-		t.Fatalf("writes %d acked %d handed back %v", r.graph.writes, m.acked, m.handedBack)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{})
+		r.store.fail = errors.New("connection refused")
+		m := &fakeMsg{data: seed(t), delivery: 1}
+		r.proc.Handle(m)
+		if r.graph.writes != 0 || m.acked != 0 || len(m.handedBack) != 1 {
+			t.Fatalf("writes %d acked %d handed back %v", r.graph.writes, m.acked, m.handedBack)
+		}
+	})
 }
 
 func TestAnUnreachableDeadLetterStoreNeverAcksTheMessage(t *testing.T) {
-	r := newRig(t, worker.Config{BackoffMax: 50 * time.Millisecond})
-	r.dead.fail = errors.New("stream unavailable")
-	m := &fakeMsg{data: []byte("not json"), delivery: 1}
-	r.proc.Handle(m)
-	if m.acked != 0 || len(m.handedBack) != 1 {
-		t.Fatalf("acked %d handed back %v: the message must go back, not be lost", m.acked, m.handedBack)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{BackoffMax: 50 * time.Millisecond})
+		r.dead.fail = errors.New("stream unavailable")
+		m := &fakeMsg{data: []byte("not json"), delivery: 1}
+		r.proc.Handle(m)
+		if m.acked != 0 || len(m.handedBack) != 1 {
+			t.Fatalf("acked %d handed back %v: the message must go back, not be lost", m.acked, m.handedBack)
+		}
+	})
 }
 
 func TestAFailedAckAfterApplyingLeavesARedeliveryToBeADuplicate(t *testing.T) {
-	r := newRig(t, worker.Config{})
-	first := &fakeMsg{data: seed(t), delivery: 1, ackErr: errors.New("connection closed")}
-	r.proc.Handle(first)
-	again := &fakeMsg{data: seed(t), delivery: 2}
-	r.proc.Handle(again)
-	if r.graph.writes != 1 || again.acked != 1 {
-		t.Fatalf("writes %d, redelivery acked %d", r.graph.writes, again.acked)
-	}
-	if len(r.settled) != 2 || r.settled[1].Outcome != metrics.OutcomeDuplicate {
-		t.Fatalf("settled %+v: want applied then duplicate", r.settled)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{})
+		first := &fakeMsg{data: seed(t), delivery: 1, ackErr: errors.New("connection closed")}
+		r.proc.Handle(first)
+		again := &fakeMsg{data: seed(t), delivery: 2}
+		r.proc.Handle(again)
+		if r.graph.writes != 1 || again.acked != 1 {
+			t.Fatalf("writes %d, redelivery acked %d", r.graph.writes, again.acked)
+		}
+		if len(r.settled) != 2 || r.settled[1].Outcome != metrics.OutcomeDuplicate {
+			t.Fatalf("settled %+v: want applied then duplicate", r.settled)
+		}
+	})
 }
 
 func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
@@ -324,30 +335,32 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.status, func(t *testing.T) {
-			r := newRig(t, worker.Config{})
-			r.graph.status = tc.status
-			// A claim left behind by a replica that died: released, so it
-			// can be taken over at once.
-			led, _ := ledger.New(r.store, ledger.Config{Owner: "dead", Lease: time.Millisecond})
-			cmd, err := command.Parse(seed(t), command.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			id := ledger.Identity{Source: cmd.Source, ID: cmd.ID, BodyHash: cmd.BodyHash,
-				Request: "resume:0e60f18c-b2a0-4887-9da8-da2e30a39d99", // as identityOf derives it
-				Key:     ledger.KeyOf("callout", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "957d0c50-466b-4840-bb5b-c92cea7141ff")}
-			if _, _, err := led.Begin(context.Background(), id, false); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(5 * time.Millisecond)
-			m := &fakeMsg{data: seed(t), delivery: 2}
-			r.proc.Handle(m)
-			if r.graph.reads != 1 || r.graph.writes != tc.wantWrites {
-				t.Fatalf("reads %d writes %d, want 1 read and %d writes", r.graph.reads, r.graph.writes, tc.wantWrites)
-			}
-			if len(r.settled) != 1 || r.settled[0].Outcome != tc.want || r.settled[0].Reason != string(tc.reason) {
-				t.Fatalf("settled %+v", r.settled)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				r := newRig(t, worker.Config{})
+				r.graph.status = tc.status
+				// A claim left behind by a replica that died: released, so it
+				// can be taken over at once.
+				led, _ := ledger.New(r.store, ledger.Config{Owner: "dead", Lease: time.Millisecond})
+				cmd, err := command.Parse(seed(t), command.Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				id := ledger.Identity{Source: cmd.Source, ID: cmd.ID, BodyHash: cmd.BodyHash,
+					Request: "resume:0e60f18c-b2a0-4887-9da8-da2e30a39d99", // as identityOf derives it
+					Key:     ledger.KeyOf("callout", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "957d0c50-466b-4840-bb5b-c92cea7141ff")}
+				if _, _, err := led.Begin(context.Background(), id, false); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(5 * time.Millisecond)
+				m := &fakeMsg{data: seed(t), delivery: 2}
+				r.proc.Handle(m)
+				if r.graph.reads != 1 || r.graph.writes != tc.wantWrites {
+					t.Fatalf("reads %d writes %d, want 1 read and %d writes", r.graph.reads, r.graph.writes, tc.wantWrites)
+				}
+				if len(r.settled) != 1 || r.settled[0].Outcome != tc.want || r.settled[0].Reason != string(tc.reason) {
+					t.Fatalf("settled %+v", r.settled)
+				}
+			})
 		})
 	}
 }
@@ -356,26 +369,28 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 // ten renewal periods keeps the broker lease alive all along, and the
 // renewals stop with the call (the timer is stopped, not left running).
 func TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter(t *testing.T) {
-	r := newRig(t, worker.Config{KeepAliveEvery: 10 * time.Millisecond})
-	r.graph.delay = 100 * time.Millisecond
-	m := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(m)
-	m.mu.Lock()
-	during, acked := m.keepAlives, m.acked
-	m.mu.Unlock()
-	if acked != 1 {
-		t.Fatalf("acked %d times, want 1", acked)
-	}
-	if during < 3 {
-		t.Errorf("%d keep-alives during a call of 10 renewal periods, want several", during)
-	}
-	time.Sleep(50 * time.Millisecond)
-	m.mu.Lock()
-	after := m.keepAlives
-	m.mu.Unlock()
-	if after != during {
-		t.Errorf("keep-alives went on after the job ended: %d, then %d", during, after)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{KeepAliveEvery: 10 * time.Millisecond})
+		r.graph.delay = 100 * time.Millisecond
+		m := &fakeMsg{data: seed(t), delivery: 1}
+		r.proc.Handle(m)
+		m.mu.Lock()
+		during, acked := m.keepAlives, m.acked
+		m.mu.Unlock()
+		if acked != 1 {
+			t.Fatalf("acked %d times, want 1", acked)
+		}
+		if during < 3 {
+			t.Errorf("%d keep-alives during a call of 10 renewal periods, want several", during)
+		}
+		time.Sleep(50 * time.Millisecond)
+		m.mu.Lock()
+		after := m.keepAlives
+		m.mu.Unlock()
+		if after != during {
+			t.Errorf("keep-alives went on after the job ended: %d, then %d", during, after)
+		}
+	})
 }
 
 func rejected404() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/graphops/worker/internal/command"
@@ -76,161 +77,175 @@ func identity(t *testing.T, data []byte) ledger.Identity {
 }
 
 func TestTheOutcomeEventIsPublishedAfterTheLedgerWriteAndBeforeTheAck(t *testing.T) {
-	r, out, led := newEventRig(t, worker.Config{})
-	m := &fakeMsg{data: seed(t), delivery: 1}
-	out.check = func() {
-		rec, ok, err := led.Lookup(context.Background(), identity(t, m.data))
-		if err != nil || !ok || rec.State != ledger.StateApplied {
-			t.Errorf("at publication the ledger holds %+v (found %v, %v): want applied", rec, ok, err)
+	synctest.Test(t, func(t *testing.T) {
+		r, out, led := newEventRig(t, worker.Config{})
+		m := &fakeMsg{data: seed(t), delivery: 1}
+		out.check = func() {
+			rec, ok, err := led.Lookup(context.Background(), identity(t, m.data))
+			if err != nil || !ok || rec.State != ledger.StateApplied {
+				t.Errorf("at publication the ledger holds %+v (found %v, %v): want applied", rec, ok, err)
+			}
+			m.mu.Lock()
+			defer m.mu.Unlock()
+			if m.acked != 0 {
+				t.Error("the message was acknowledged before its event was published")
+			}
 		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		if m.acked != 0 {
-			t.Error("the message was acknowledged before its event was published")
+		r.proc.Handle(m)
+		if m.acked != 1 || len(out.events) != 1 {
+			t.Fatalf("acked %d, %d events", m.acked, len(out.events))
 		}
-	}
-	r.proc.Handle(m)
-	if m.acked != 1 || len(out.events) != 1 {
-		t.Fatalf("acked %d, %d events", m.acked, len(out.events))
-	}
-	d := out.data(t, 0)
-	want := map[string]any{"outcome": "applied", "type": "resume", "attempts": 1.0, "graph_status": 204.0,
-		"graph_request_id": "g-1", "client_request_id": "c-1", "reconciled": false,
-		"request_id": "0e60f18c-b2a0-4887-9da8-da2e30a39d99"}
-	for k, v := range want {
-		if d[k] != v {
-			t.Errorf("data.%s = %v, want %v", k, d[k], v)
+		d := out.data(t, 0)
+		want := map[string]any{"outcome": "applied", "type": "resume", "attempts": 1.0, "graph_status": 204.0,
+			"graph_request_id": "g-1", "client_request_id": "c-1", "reconciled": false,
+			"request_id": "0e60f18c-b2a0-4887-9da8-da2e30a39d99"}
+		for k, v := range want {
+			if d[k] != v {
+				t.Errorf("data.%s = %v, want %v", k, d[k], v)
+			}
 		}
-	}
+	})
 }
 
 func TestARedeliveryOfASettledCommandPublishesTheSameEventAgain(t *testing.T) {
-	r, out, _ := newEventRig(t, worker.Config{})
-	r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1, ackErr: errors.New("connection lost")})
-	again := &fakeMsg{data: seed(t), delivery: 2}
-	r.proc.Handle(again)
-	if r.graph.writes != 1 || again.acked != 1 || len(out.events) != 2 {
-		t.Fatalf("writes %d, redelivery acked %d, %d events", r.graph.writes, again.acked, len(out.events))
-	}
-	if out.events[0].ID != out.events[1].ID {
-		t.Fatalf("event ids %s and %s: a redelivery must publish the same event", out.events[0].ID, out.events[1].ID)
-	}
-	if d := out.data(t, 1); d["outcome"] != "applied" || d["graph_request_id"] != "g-1" {
-		t.Fatalf("the repeated event says %v", d)
-	}
-	if r.settled[1].Outcome != metrics.OutcomeDuplicate {
-		t.Fatalf("the redelivery counted as %s", r.settled[1].Outcome)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, out, _ := newEventRig(t, worker.Config{})
+		r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1, ackErr: errors.New("connection lost")})
+		again := &fakeMsg{data: seed(t), delivery: 2}
+		r.proc.Handle(again)
+		if r.graph.writes != 1 || again.acked != 1 || len(out.events) != 2 {
+			t.Fatalf("writes %d, redelivery acked %d, %d events", r.graph.writes, again.acked, len(out.events))
+		}
+		if out.events[0].ID != out.events[1].ID {
+			t.Fatalf("event ids %s and %s: a redelivery must publish the same event", out.events[0].ID, out.events[1].ID)
+		}
+		if d := out.data(t, 1); d["outcome"] != "applied" || d["graph_request_id"] != "g-1" {
+			t.Fatalf("the repeated event says %v", d)
+		}
+		if r.settled[1].Outcome != metrics.OutcomeDuplicate {
+			t.Fatalf("the redelivery counted as %s", r.settled[1].Outcome)
+		}
+	})
 }
 
 func TestAnEventThatCannotBePublishedKeepsTheMessageUntilItIs(t *testing.T) {
-	r, out, _ := newEventRig(t, worker.Config{HandbackAfter: time.Millisecond, BackoffMax: 10 * time.Millisecond})
-	out.fail = errors.New("stream GRAPHOPS_OUTCOMES: no responders")
-	first := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(first)
-	if first.acked != 0 || len(first.handedBack) != 1 {
-		t.Fatalf("acked %d, handed back %v: without its event the command must go back", first.acked, first.handedBack)
-	}
-	if err := r.proc.OutcomesReady(); err == nil {
-		t.Fatal("OutcomesReady reports nothing while events cannot be published")
-	}
-	out.fail = nil
-	again := &fakeMsg{data: seed(t), delivery: 2}
-	r.proc.Handle(again)
-	if again.acked != 1 || len(out.events) != 1 || r.graph.writes != 1 {
-		t.Fatalf("redelivery acked %d, %d events, %d writes: want the event once and no second call",
-			again.acked, len(out.events), r.graph.writes)
-	}
-	if err := r.proc.OutcomesReady(); err != nil {
-		t.Fatalf("OutcomesReady still reports %v after a publication", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, out, _ := newEventRig(t, worker.Config{HandbackAfter: time.Millisecond, BackoffMax: 10 * time.Millisecond})
+		out.fail = errors.New("stream GRAPHOPS_OUTCOMES: no responders")
+		first := &fakeMsg{data: seed(t), delivery: 1}
+		r.proc.Handle(first)
+		if first.acked != 0 || len(first.handedBack) != 1 {
+			t.Fatalf("acked %d, handed back %v: without its event the command must go back", first.acked, first.handedBack)
+		}
+		if err := r.proc.OutcomesReady(); err == nil {
+			t.Fatal("OutcomesReady reports nothing while events cannot be published")
+		}
+		out.fail = nil
+		again := &fakeMsg{data: seed(t), delivery: 2}
+		r.proc.Handle(again)
+		if again.acked != 1 || len(out.events) != 1 || r.graph.writes != 1 {
+			t.Fatalf("redelivery acked %d, %d events, %d writes: want the event once and no second call",
+				again.acked, len(out.events), r.graph.writes)
+		}
+		if err := r.proc.OutcomesReady(); err != nil {
+			t.Fatalf("OutcomesReady still reports %v after a publication", err)
+		}
+	})
 }
 
 func TestADeadLetterIsRecordedThenAnnouncedThenStored(t *testing.T) {
-	r, out, _ := newEventRig(t, worker.Config{})
-	out.check = func() {
-		r.dead.mu.Lock()
-		defer r.dead.mu.Unlock()
-		if len(r.dead.entries) != 0 {
-			t.Error("the dead letter was stored before its event was published")
+	synctest.Test(t, func(t *testing.T) {
+		r, out, _ := newEventRig(t, worker.Config{})
+		out.check = func() {
+			r.dead.mu.Lock()
+			defer r.dead.mu.Unlock()
+			if len(r.dead.entries) != 0 {
+				t.Error("the dead letter was stored before its event was published")
+			}
 		}
-	}
-	r.graph.script = []error{rejected404()}
-	r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1})
-	out.check = nil
-	if len(r.dead.entries) != 1 || len(out.events) != 1 {
-		t.Fatalf("%d dead letters, %d events", len(r.dead.entries), len(out.events))
-	}
-	d := out.data(t, 0)
-	if d["outcome"] != "dead_lettered" || d["reason"] != "graph_rejected" || d["graph_status"] != 404.0 ||
-		d["attempts"] != 1.0 || d["description"] == "" {
-		t.Fatalf("event data %v", d)
-	}
-	// The redelivery (say the ack was lost) publishes the same event and
-	// stores the dead letter again, for the store to deduplicate.
-	r.proc.Handle(&fakeMsg{data: seed(t), delivery: 2})
-	if len(out.events) != 2 || out.events[1].ID != out.events[0].ID || len(r.dead.entries) != 2 {
-		t.Fatalf("redelivery: %d events (ids %v), %d dead letters", len(out.events), out.events, len(r.dead.entries))
-	}
+		r.graph.script = []error{rejected404()}
+		r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1})
+		out.check = nil
+		if len(r.dead.entries) != 1 || len(out.events) != 1 {
+			t.Fatalf("%d dead letters, %d events", len(r.dead.entries), len(out.events))
+		}
+		d := out.data(t, 0)
+		if d["outcome"] != "dead_lettered" || d["reason"] != "graph_rejected" || d["graph_status"] != 404.0 ||
+			d["attempts"] != 1.0 || d["description"] == "" {
+			t.Fatalf("event data %v", d)
+		}
+		// The redelivery (say the ack was lost) publishes the same event and
+		// stores the dead letter again, for the store to deduplicate.
+		r.proc.Handle(&fakeMsg{data: seed(t), delivery: 2})
+		if len(out.events) != 2 || out.events[1].ID != out.events[0].ID || len(r.dead.entries) != 2 {
+			t.Fatalf("redelivery: %d events (ids %v), %d dead letters", len(out.events), out.events, len(r.dead.entries))
+		}
+	})
 }
 
 func TestAnotherCommandRepeatingAnAppliedResumeIsADuplicateOfIt(t *testing.T) {
-	r, out, _ := newEventRig(t, worker.Config{})
-	r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1})
-	other := withField(t, seed(t), "id", "another-id")
-	r.proc.Handle(&fakeMsg{data: other, delivery: 1})
-	if r.graph.writes != 1 || len(out.events) != 2 {
-		t.Fatalf("writes %d, %d events", r.graph.writes, len(out.events))
-	}
-	d := out.data(t, 1)
-	if d["outcome"] != "duplicate" || d["command_id"] != "another-id" || d["duplicate_of"] != identity(t, seed(t)).ID {
-		t.Fatalf("event data %v", d)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, out, _ := newEventRig(t, worker.Config{})
+		r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1})
+		other := withField(t, seed(t), "id", "another-id")
+		r.proc.Handle(&fakeMsg{data: other, delivery: 1})
+		if r.graph.writes != 1 || len(out.events) != 2 {
+			t.Fatalf("writes %d, %d events", r.graph.writes, len(out.events))
+		}
+		d := out.data(t, 1)
+		if d["outcome"] != "duplicate" || d["command_id"] != "another-id" || d["duplicate_of"] != identity(t, seed(t)).ID {
+			t.Fatalf("event data %v", d)
+		}
+	})
 }
 
 func TestCommandsOfOneRequestQueueInMemoryInsteadOfPollingTheLedger(t *testing.T) {
-	r, _, _ := newEventRig(t, worker.Config{})
-	r.graph.delay = 100 * time.Millisecond
-	spec := roleUpdate(t)
-	var wg sync.WaitGroup
-	for i := range 3 {
-		wg.Go(func() {
-			r.proc.Handle(&fakeMsg{data: withField(t, spec, "id", "update-"+string(rune('a'+i))), delivery: 1})
-		})
-	}
-	wg.Wait()
-	if r.graph.writes != 3 || r.graph.maxInFlight != 1 {
-		t.Fatalf("writes %d, at most %d in flight for one request: want 3 one at a time", r.graph.writes, r.graph.maxInFlight)
-	}
-	// Each command after the first reads the request record once to claim
-	// it; polling a busy request would read it again and again.
-	if gets := r.store.gets.Load(); gets > 2 {
-		t.Fatalf("%d ledger reads for 3 commands of one request, want at most 2", gets)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, _, _ := newEventRig(t, worker.Config{})
+		r.graph.delay = 100 * time.Millisecond
+		spec := roleUpdate(t)
+		var wg sync.WaitGroup
+		for i := range 3 {
+			wg.Go(func() {
+				r.proc.Handle(&fakeMsg{data: withField(t, spec, "id", "update-"+string(rune('a'+i))), delivery: 1})
+			})
+		}
+		wg.Wait()
+		if r.graph.writes != 3 || r.graph.maxInFlight != 1 {
+			t.Fatalf("writes %d, at most %d in flight for one request: want 3 one at a time", r.graph.writes, r.graph.maxInFlight)
+		}
+		// Each command after the first reads the request record once to claim
+		// it; polling a busy request would read it again and again.
+		if gets := r.store.gets.Load(); gets > 2 {
+			t.Fatalf("%d ledger reads for 3 commands of one request, want at most 2", gets)
+		}
+	})
 }
 
 // The issue 11 bug: a command waiting behind another replica's claim
 // renewed nothing while it waited in short slices. One timer from receipt
 // to settlement renews whatever the job waits for.
 func TestLeasesAreRenewedWhileACommandWaitsForABusyRequest(t *testing.T) {
-	r, _, _ := newEventRig(t, worker.Config{KeepAliveEvery: 20 * time.Millisecond})
-	other, _ := ledger.New(r.store, ledger.Config{Owner: "other-replica", Lease: 30 * time.Second})
-	_, claim, err := other.Begin(context.Background(), identity(t, seed(t)), false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		time.Sleep(400 * time.Millisecond)
-		_ = claim.Release(context.Background())
-	}()
-	m := &fakeMsg{data: seed(t), delivery: 2}
-	r.proc.Handle(m)
-	if m.acked != 1 {
-		t.Fatalf("acked %d", m.acked)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.keepAlives < 8 {
-		t.Fatalf("%d keep-alives over a 400 ms wait with a 20 ms period, want about 20", m.keepAlives)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		r, _, _ := newEventRig(t, worker.Config{KeepAliveEvery: 20 * time.Millisecond})
+		other, _ := ledger.New(r.store, ledger.Config{Owner: "other-replica", Lease: 30 * time.Second})
+		_, claim, err := other.Begin(context.Background(), identity(t, seed(t)), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(400 * time.Millisecond)
+			_ = claim.Release(context.Background())
+		}()
+		m := &fakeMsg{data: seed(t), delivery: 2}
+		r.proc.Handle(m)
+		if m.acked != 1 {
+			t.Fatalf("acked %d", m.acked)
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.keepAlives < 8 {
+			t.Fatalf("%d keep-alives over a 400 ms wait with a 20 ms period, want about 20", m.keepAlives)
+		}
+	})
 }
