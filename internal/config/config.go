@@ -57,10 +57,10 @@ type Config struct {
 	AdminAddr       string
 	LogLevel        string
 
-	OutcomeEvents     string // OUTCOME_EVENTS: on | off
-	OutcomeStream     string // NATS_OUTCOME_STREAM
-	OutcomePrefix     string // NATS_OUTCOME_SUBJECT_PREFIX
-	SBOutcomes        string // SERVICEBUS_OUTCOMES: queue or topic of outcome events
+	OutcomeEvents string // OUTCOME_EVENTS: on | off
+	OutcomeStream string // NATS_OUTCOME_STREAM
+	OutcomePrefix string // NATS_OUTCOME_SUBJECT_PREFIX
+	SBOutcomes    string // SERVICEBUS_OUTCOMES: queue or topic of outcome events
 
 	LedgerStore     string // LEDGER_STORE: jetstream | redis (default: by source)
 	LedgerBucket    string
