@@ -124,7 +124,7 @@ func (a *Admin) Start() error {
 	go func() {
 		defer close(a.served)
 		if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("admin server stopped", "addr", ln.Addr().String(), "error", err)
+			a.log.Error("admin server stopped", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
 	a.log.Info("admin server listening", "addr", ln.Addr().String())
