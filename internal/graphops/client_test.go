@@ -256,8 +256,12 @@ func TestBadIDsNeverReachGraph(t *testing.T) {
 
 func TestBadCallerHeadersAreRefusedBeforeSending(t *testing.T) {
 	for name, h := range map[string]map[string]string{
-		"a value with CRLF": {"Prefer": "a\r\nAuthorization: Bearer x"},
-		"a name with space": {"Bad Name": "v"},
+		"a value with CRLF":   {"Prefer": "a\r\nAuthorization: Bearer x"},
+		"a value with DEL":    {"Prefer": "a\x7fb"},
+		"a value with a NUL":  {"Prefer": "a\x00b"},
+		"a name with space":   {"Bad Name": "v"},
+		"a name with a colon": {"Prefer:": "v"},
+		"an empty name":       {"": "v"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, nil)
@@ -269,6 +273,23 @@ func TestBadCallerHeadersAreRefusedBeforeSending(t *testing.T) {
 				t.Errorf("Graph was hit %d times", n)
 			}
 		})
+	}
+}
+
+// RFC 9110 allows tabs and obs-text (bytes above 0x7f) in a field value;
+// they must reach Graph as given, not be refused as control characters.
+func TestHeaderValuesWithTabsAndObsTextAreSent(t *testing.T) {
+	e := newEnv(t, nil)
+	v := "return=minimal;\tnote=caf\xc3\xa9"
+	if _, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), map[string]string{"Prefer": v}); err != nil {
+		t.Fatal(err)
+	}
+	reqs := e.rec.all()
+	if len(reqs) != 1 {
+		t.Fatalf("Graph saw %d requests, want 1", len(reqs))
+	}
+	if got := reqs[0].Header.Get("Prefer"); got != v {
+		t.Errorf("Prefer = %q, want %q", got, v)
 	}
 }
 
