@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/graphops/worker/internal/graphpath"
 )
 
 // MaxSize is the largest message Parse reads, in bytes; larger bodies are
@@ -385,7 +387,7 @@ func (p *parser) idMember(obj int32, objPath, name string) (string, *Error) {
 	if !ok {
 		return "", p.wrong(joinPath(objPath, name), "must be a string, not %s", p.t.nodes[i].kind)
 	}
-	if d := idProblem(s); d != "" {
+	if d := graphpath.Problem(s); d != "" {
 		return "", p.wrong(joinPath(objPath, name), "%s", d)
 	}
 	return s, nil
