@@ -22,45 +22,40 @@ type AuthConfig struct {
 	// StaticToken is a static bearer token (GRAPH_TOKEN), for development and
 	// tests only. When set, the AZURE_* variables are not read.
 	StaticToken string
-	// Getenv reads the AZURE_* variables; default os.Getenv. Note that
-	// ManagedIdentityCredential still reads its hosting-environment variables
-	// (IDENTITY_ENDPOINT, …) from the process environment itself.
-	Getenv func(string) string
-	// ClientOptions is passed to azidentity (tests set Transport and
-	// Cloud.ActiveDirectoryAuthorityHost). When Cloud names no authority
-	// host, AZURE_AUTHORITY_HOST (read through Getenv) is used.
+	// ClientOptions is passed to azidentity (tests set Transport).
 	ClientOptions azcore.ClientOptions
 	// DisableInstanceDiscovery skips Entra instance metadata discovery
 	// (disconnected clouds, tests).
 	DisableInstanceDiscovery bool
 }
 
-// The standard azidentity environment variables NewCredential reads.
+// The standard azidentity environment variables that choose a credential.
 const (
 	envTenantID           = "AZURE_TENANT_ID"
 	envClientID           = "AZURE_CLIENT_ID"
 	envClientSecret       = "AZURE_CLIENT_SECRET"
 	envCertPath           = "AZURE_CLIENT_CERTIFICATE_PATH"
-	envCertPassword       = "AZURE_CLIENT_CERTIFICATE_PASSWORD"
-	envSendCertChain      = "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN"
 	envFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
 	envAuthorityHost      = "AZURE_AUTHORITY_HOST"
 	envAllowedTenants     = "AZURE_ADDITIONALLY_ALLOWED_TENANTS"
 )
 
 // NewCredential builds the Graph credential. With StaticToken it returns a
-// credential that always yields that token. Otherwise it reads the standard
-// AZURE_* variables through Getenv and chooses, in this order:
+// credential that always yields that token. Otherwise it chains azidentity's
+// own credentials, each reading the standard AZURE_* variables itself, in
+// the order an AKS deployment wants them:
 //
-//   - AZURE_FEDERATED_TOKEN_FILE set: WorkloadIdentityCredential (AKS
-//     workload identity; needs AZURE_TENANT_ID and AZURE_CLIENT_ID);
-//   - AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH set: a client
-//     secret or certificate credential, exactly as EnvironmentCredential
-//     would build it (it is built directly so that Getenv is honoured);
-//   - otherwise ManagedIdentityCredential, user-assigned when
-//     AZURE_CLIENT_ID is set.
+//   - workload identity, when AZURE_FEDERATED_TOKEN_FILE is set (the AKS
+//     webhook sets it with AZURE_TENANT_ID and AZURE_CLIENT_ID);
+//   - EnvironmentCredential, when AZURE_CLIENT_SECRET or
+//     AZURE_CLIENT_CERTIFICATE_PATH is set (a client secret or certificate);
+//   - managed identity (user-assigned when AZURE_CLIENT_ID is set), only
+//     when neither is configured.
 //
-// Errors name the AZURE_* variable that is missing or bad.
+// Unlike DefaultAzureCredential, a configured credential that cannot be
+// built stops start-up, with an error naming the AZURE_* variable, instead
+// of failing at the first Graph call; and developer tools (Azure CLI…) are
+// never tried on a server.
 func NewCredential(cfg AuthConfig) (azcore.TokenCredential, error) {
 	if cfg.StaticToken != "" {
 		if !validHeaderValue(cfg.StaticToken) {
@@ -68,108 +63,67 @@ func NewCredential(cfg AuthConfig) (azcore.TokenCredential, error) {
 		}
 		return &staticCredential{token: cfg.StaticToken}, nil
 	}
-	getenv := cfg.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	opts := cfg.ClientOptions
-	if opts.Cloud.ActiveDirectoryAuthorityHost == "" && len(opts.Cloud.Services) == 0 {
-		if host := getenv(envAuthorityHost); host != "" {
-			if u, err := url.Parse(host); err != nil || u.Scheme != "https" || u.Host == "" {
-				return nil, fmt.Errorf("graphops: %s must be an https URL", envAuthorityHost)
-			}
-			opts.Cloud.ActiveDirectoryAuthorityHost = host
+	// azidentity refuses these too, but without naming the variable.
+	if host := os.Getenv(envAuthorityHost); host != "" {
+		if u, err := url.Parse(host); err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("graphops: %s must be an https URL", envAuthorityHost)
 		}
 	}
-	var tenants []string
-	if v := getenv(envAllowedTenants); v != "" {
-		tenants = strings.Split(v, ";")
-	}
-	require := func(kind string, names ...string) error {
-		for _, n := range names {
-			if getenv(n) == "" {
-				return fmt.Errorf("graphops: %s is required for %s", n, kind)
+	var chain []azcore.TokenCredential
+	if os.Getenv(envFederatedTokenFile) != "" {
+		for _, n := range []string{envTenantID, envClientID} {
+			if os.Getenv(n) == "" {
+				return nil, fmt.Errorf("graphops: %s is required for workload identity (%s is set)", n, envFederatedTokenFile)
 			}
 		}
-		return nil
-	}
-
-	switch {
-	case getenv(envFederatedTokenFile) != "":
-		const kind = "workload identity (AZURE_FEDERATED_TOKEN_FILE is set)"
-		if err := require(kind, envTenantID, envClientID); err != nil {
-			return nil, err
+		var tenants []string
+		if v := os.Getenv(envAllowedTenants); v != "" {
+			tenants = strings.Split(v, ";")
 		}
 		cred, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-			ClientOptions:              opts,
+			ClientOptions:              cfg.ClientOptions,
 			AdditionallyAllowedTenants: tenants,
-			ClientID:                   getenv(envClientID),
-			TenantID:                   getenv(envTenantID),
-			TokenFilePath:              getenv(envFederatedTokenFile),
 			DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("graphops: workload identity (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE): %w", err)
+			return nil, fmt.Errorf("graphops: workload identity (%s, %s, %s): %w", envTenantID, envClientID, envFederatedTokenFile, err)
 		}
-		return cred, nil
-
-	case getenv(envClientSecret) != "":
-		const kind = "a client secret (AZURE_CLIENT_SECRET is set)"
-		if err := require(kind, envTenantID, envClientID); err != nil {
-			return nil, err
-		}
-		cred, err := azidentity.NewClientSecretCredential(getenv(envTenantID), getenv(envClientID), getenv(envClientSecret),
-			&azidentity.ClientSecretCredentialOptions{
-				ClientOptions:              opts,
-				AdditionallyAllowedTenants: tenants,
-				DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
-			})
+		chain = append(chain, cred)
+	}
+	if kind := envKind(); kind != "" {
+		cred, err := azidentity.NewEnvironmentCredential(&azidentity.EnvironmentCredentialOptions{
+			ClientOptions:            cfg.ClientOptions,
+			DisableInstanceDiscovery: cfg.DisableInstanceDiscovery,
+		})
 		if err != nil {
-			return nil, fmt.Errorf("graphops: client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID): %w", err)
+			return nil, fmt.Errorf("graphops: %s: %w", kind, err)
 		}
-		return cred, nil
-
-	case getenv(envCertPath) != "":
-		const kind = "a client certificate (AZURE_CLIENT_CERTIFICATE_PATH is set)"
-		if err := require(kind, envTenantID, envClientID); err != nil {
-			return nil, err
-		}
-		data, err := os.ReadFile(getenv(envCertPath))
-		if err != nil {
-			return nil, fmt.Errorf("graphops: %s: %w", envCertPath, err)
-		}
-		var password []byte
-		if v := getenv(envCertPassword); v != "" {
-			password = []byte(v)
-		}
-		certs, key, err := azidentity.ParseCertificates(data, password)
-		if err != nil {
-			return nil, fmt.Errorf("graphops: %s: cannot parse the certificate (check %s): %w", envCertPath, envCertPassword, err)
-		}
-		sendChain := strings.EqualFold(getenv(envSendCertChain), "true") || getenv(envSendCertChain) == "1"
-		cred, err := azidentity.NewClientCertificateCredential(getenv(envTenantID), getenv(envClientID), certs, key,
-			&azidentity.ClientCertificateCredentialOptions{
-				ClientOptions:              opts,
-				AdditionallyAllowedTenants: tenants,
-				DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
-				SendCertificateChain:       sendChain,
-			})
-		if err != nil {
-			return nil, fmt.Errorf("graphops: client certificate (AZURE_TENANT_ID, AZURE_CLIENT_ID, %s): %w", envCertPath, err)
-		}
-		return cred, nil
-
-	default:
-		mio := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
-		if id := getenv(envClientID); id != "" {
+		chain = append(chain, cred)
+	}
+	if len(chain) == 0 {
+		mio := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: cfg.ClientOptions}
+		if id := os.Getenv(envClientID); id != "" {
 			mio.ID = azidentity.ClientID(id)
 		}
 		cred, err := azidentity.NewManagedIdentityCredential(mio)
 		if err != nil {
-			return nil, fmt.Errorf("graphops: managed identity (AZURE_CLIENT_ID selects a user-assigned identity): %w", err)
+			return nil, fmt.Errorf("graphops: managed identity (%s selects a user-assigned identity): %w", envClientID, err)
 		}
-		return cred, nil
+		chain = append(chain, cred)
 	}
+	return azidentity.NewChainedTokenCredential(chain, nil)
+}
+
+// envKind names the credential EnvironmentCredential would build, and the
+// variable that selects it; "" when none is configured.
+func envKind() string {
+	switch {
+	case os.Getenv(envClientSecret) != "":
+		return "a client secret (" + envClientSecret + " is set)"
+	case os.Getenv(envCertPath) != "":
+		return "a client certificate (" + envCertPath + " is set)"
+	}
+	return ""
 }
 
 // staticCredential always returns the same token. Its String, GoString and
