@@ -5,15 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
@@ -138,108 +140,81 @@ func (s *staticCredential) String() string       { return "graphops.staticCreden
 func (s *staticCredential) GoString() string     { return s.String() }
 func (s *staticCredential) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// tokenSource gets the token for each attempt. It keeps the last token until
-// tokenRefreshEarly before it expires (or until its RefreshOn), as azcore's
-// bearer-token policy does: asking the credential every attempt costs a few
-// µs with a static token and more with azidentity's cache, whose locks every
-// worker goroutine would take.
+// bearer authorizes Graph calls with azcore's BearerTokenPolicy: it keeps
+// the token until five minutes before it expires (or until its RefreshOn),
+// lets one goroutine refresh it while the others wait or keep using it, and
+// answers a Continuous Access Evaluation challenge (a 401 whose
+// WWW-Authenticate says error="insufficient_claims") by asking for a token
+// with those claims and sending the request once more. That resend is safe:
+// Graph refused the first request, and the client's send policy sees it as
+// a call of its own.
 //
-// After invalidate (a 401), the kept token is dropped and the next request
-// carries a claims challenge (nbf = now), which makes azidentity/MSAL skip
-// its cache and ask the token service for a new token, which then replaces
-// the cached one. That is what "fresh" means here: newly issued by the token
-// service, not served from a cache. A static token, or a credential that
-// ignores claims, cannot become fresh; the retry loop's "retry 401 once" rule
-// bounds that case. All requests use EnableCAE so that the forced refresh and
-// the ordinary requests share one azidentity cache (azidentity keeps CAE and
-// non-CAE tokens apart).
-type tokenSource struct {
-	cred azcore.TokenCredential
-	now  func() time.Time // default time.Now
-
-	mu    sync.Mutex
-	stale bool
-	// kept is the last token, used until keepUntil; gen counts
-	// invalidations, so that a token asked for before one is not kept.
-	kept      string
-	keepUntil time.Time
-	gen       uint64
+// invalidate (the retry loop, after a 401) swaps in a new policy, which has
+// no token kept, and makes the credential's next request a forced refresh.
+type bearer struct {
+	cred   *freshCredential
+	policy atomic.Pointer[runtime.BearerTokenPolicy]
 }
 
-// tokenRefreshEarly is how long before its expiry a kept token is replaced,
-// azcore's margin: a request must not reach Graph with a token about to lapse.
-const tokenRefreshEarly = 5 * time.Minute
-
-func (t *tokenSource) invalidate() {
-	t.mu.Lock()
-	t.stale = true
-	t.kept, t.keepUntil = "", time.Time{}
-	t.gen++
-	t.mu.Unlock()
+// newBearer authorizes with cred; each token request may take timeout.
+func newBearer(cred azcore.TokenCredential, timeout time.Duration) *bearer {
+	b := &bearer{cred: &freshCredential{cred: cred, timeout: timeout}}
+	b.policy.Store(b.newPolicy())
+	return b
 }
 
-func (t *tokenSource) clock() time.Time {
-	if t.now != nil {
-		return t.now()
-	}
-	return time.Now()
+func (b *bearer) newPolicy() *runtime.BearerTokenPolicy {
+	// http is allowed because Config.Validate allows it for loopback only.
+	return runtime.NewBearerTokenPolicy(b.cred, []string{Scope}, &policy.BearerTokenOptions{InsecureAllowCredentialWithHTTP: true})
 }
 
-// keep stores tok for later attempts unless an invalidation came since it
-// was asked for (gen) or it is too close to expiry to be worth keeping. A
-// forced refresh also ends the generation, so that an ordinary request still
-// under way, which may bring the token the refresh replaces, is not kept.
-func (t *tokenSource) keep(tok azcore.AccessToken, gen uint64, forced bool) {
-	until := tok.ExpiresOn.Add(-tokenRefreshEarly)
-	if !tok.RefreshOn.IsZero() && tok.RefreshOn.Before(until) {
-		until = tok.RefreshOn
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if gen != t.gen {
-		return
-	}
-	if forced {
-		t.gen++
-	}
-	if t.clock().Before(until) {
-		t.kept, t.keepUntil = tok.Token, until
-	}
+func (b *bearer) Do(req *policy.Request) (*http.Response, error) { return b.policy.Load().Do(req) }
+
+func (b *bearer) invalidate() {
+	b.cred.forced.Store(true)
+	b.policy.Store(b.newPolicy())
 }
 
-func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string, error) {
-	t.mu.Lock()
-	// invalidate clears kept, and gen stops a fetch begun before it from
-	// setting it again: a kept token is never a stale one.
-	if t.kept != "" && t.clock().Before(t.keepUntil) {
-		tok := t.kept
-		t.mu.Unlock()
-		return tok, nil
-	}
-	forced, gen := t.stale, t.gen
-	t.stale = false
-	t.mu.Unlock()
+// freshCredential wraps the configured credential. After invalidate, its
+// next request carries a claims challenge (nbf = now), which makes
+// azidentity/MSAL skip its cache and ask the token service for a new token,
+// which then replaces the cached one: "fresh" means newly issued, not
+// served from a cache. A static token, or a credential that ignores claims,
+// cannot become fresh; the retry loop's "retry 401 once" rule bounds that
+// case. The policy asks for CAE tokens (EnableCAE) on every request, so the
+// forced refresh and the ordinary requests share one azidentity cache.
+//
+// Its errors are *AuthError, so that the client can tell a failure to get
+// a token (nothing was sent) from a failure to reach Graph.
+type freshCredential struct {
+	cred    azcore.TokenCredential
+	timeout time.Duration // of each token request, apart from the call's own
+	forced  atomic.Bool
+	now     func() time.Time // default time.Now
+}
 
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	opts := policy.TokenRequestOptions{Scopes: []string{Scope}, EnableCAE: true}
-	if forced {
-		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(t.clock().Unix(), 10) + `"}}}`
-	}
-	tok, err := t.cred.GetToken(ctx, opts)
-	if err != nil {
-		if forced {
-			t.invalidate() // the next attempt must still refresh
+func (f *freshCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	forced := f.forced.Load()
+	if forced && opts.Claims == "" {
+		now := time.Now
+		if f.now != nil {
+			now = f.now
 		}
-		return "", &AuthError{Err: err}
+		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(now().Unix(), 10) + `"}}}`
 	}
-	if tok.Token == "" {
-		return "", &AuthError{Err: errors.New("the credential returned an empty token")}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	tok, err := f.cred.GetToken(ctx, opts)
+	switch {
+	case err != nil:
+		return azcore.AccessToken{}, &AuthError{Err: err}
+	case tok.Token == "":
+		return azcore.AccessToken{}, &AuthError{Err: errors.New("the credential returned an empty token")}
+	case !validHeaderValue(tok.Token):
+		return azcore.AccessToken{}, &AuthError{Err: errors.New("the credential returned a token with control characters")}
 	}
-	if !validHeaderValue(tok.Token) {
-		return "", &AuthError{Err: errors.New("the credential returned a token with control characters")}
+	if forced {
+		f.forced.Store(false)
 	}
-	t.keep(tok, gen, forced)
-	return tok.Token, nil
+	return tok, nil
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -495,5 +496,61 @@ func TestInvalidateTokenForcesExactlyOneRefresh(t *testing.T) {
 		if forced := o.Claims != ""; forced != wantForced[i] {
 			t.Errorf("request %d forced = %v (claims %q), want %v", i, forced, o.Claims, wantForced[i])
 		}
+	}
+}
+
+// A Continuous Access Evaluation challenge is answered by azcore's
+// bearer-token policy: a token with the challenge's claims, and the request
+// sent once more (Graph refused the first one, so nothing is applied
+// twice). The Observer sees both calls.
+func TestACAEChallengeIsAnsweredWithItsClaims(t *testing.T) {
+	const claims = `{"access_token":{"nbf":{"essential":true,"value":"1733400000"}}}`
+	var mu sync.Mutex
+	calls := 0
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", `+
+				`client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="`+base64.StdEncoding.EncodeToString([]byte(claims))+`"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	if _, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	reqs := e.cred.requests()
+	if len(reqs) != 2 || reqs[0].Claims != "" || reqs[1].Claims != claims {
+		t.Fatalf("token requests %+v, want an ordinary one and then one with the challenge's claims", reqs)
+	}
+	if n := len(e.rec.all()); n != 2 {
+		t.Errorf("Graph saw %d requests, want 2", n)
+	}
+	if got := fmt.Sprint(e.obs.list()); got != "[{resume 401} {resume 204}]" {
+		t.Errorf("observer saw %s", got)
+	}
+}
+
+// A 401 without a CAE challenge is the caller's: it is returned, not
+// resent, and after InvalidateToken the next call brings a forced refresh.
+func TestAPlain401IsReturnedForTheRetryLoop(t *testing.T) {
+	e := newEnv(t, answer(http.StatusUnauthorized, `{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired."}}`,
+		"WWW-Authenticate", `Bearer realm="", error="invalid_token"`))
+	_, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+	if v := graphops.Classify(err); v.Class != graphops.ClassUnauthorized {
+		t.Fatalf("err = %v (%v), want a 401 for the retry loop", err, v.Class)
+	}
+	if n := len(e.rec.all()); n != 1 {
+		t.Fatalf("Graph saw %d requests, want 1", n)
+	}
+	e.client.InvalidateToken()
+	_, _ = e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+	reqs := e.cred.requests()
+	if len(reqs) != 2 || reqs[0].Claims != "" || !strings.Contains(reqs[1].Claims, `"nbf"`) {
+		t.Fatalf("token requests %+v, want an ordinary one and then a forced refresh", reqs)
 	}
 }
