@@ -25,66 +25,55 @@ import (
 // A value with duplicate object keys, an unpaired surrogate escape, invalid
 // UTF-8 or trailing data has no canonical form: Canonical returns an error.
 func Canonical(v json.RawMessage) ([]byte, error) {
-	t, we := walk(v, false)
+	d, we := walk(v, false)
 	if we != nil {
 		return nil, errors.New("command: canonical form: " + (&Error{Field: we.field, Detail: we.detail}).Error())
 	}
-	if t.hasDup {
-		p := t.dupOther
+	if d.hasDup() {
+		p := d.dupOther
 		if p == "" {
-			p = t.dupData
+			p = d.dupData
 		}
 		return nil, errors.New("command: canonical form: " + p + ": duplicate object key")
 	}
-	return t.canonical(make([]byte, 0, len(v)), 0), nil
+	return appendCanonical(make([]byte, 0, len(v)), d.root), nil
 }
 
-// bodyHash is the hex SHA-256 of the canonical form of node i.
-func (t *tree) bodyHash(i int32) string {
-	var buf [512]byte
-	sum := sha256.Sum256(t.canonical(buf[:0], i))
-	var h [2 * sha256.Size]byte
-	hex.Encode(h[:], sum[:])
-	return string(h[:])
+// bodyHash is the hex SHA-256 of the canonical form of v.
+func bodyHash(v *value) string {
+	sum := sha256.Sum256(appendCanonical(nil, v))
+	return hex.EncodeToString(sum[:])
 }
 
-// canonical appends the canonical form of node i to dst. Recursion is
+// appendCanonical appends the canonical form of v to dst. Recursion is
 // bounded by maxDepth.
-func (t *tree) canonical(dst []byte, i int32) []byte {
-	n := &t.nodes[i]
-	switch n.kind {
+func appendCanonical(dst []byte, v *value) []byte {
+	switch v.kind {
 	case kindNull:
 		return append(dst, "null"...)
 	case kindBool, kindNumber:
-		return append(dst, n.str...)
+		return append(dst, v.text...)
 	case kindString:
-		return appendString(dst, n.str)
+		return appendString(dst, v.text)
 	case kindArray:
 		dst = append(dst, '[')
-		for c := n.first; c != none; c = t.nodes[c].next {
-			if c != n.first {
+		for i, e := range v.elems {
+			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = t.canonical(dst, c)
+			dst = appendCanonical(dst, e)
 		}
 		return append(dst, ']')
 	}
-	var buf [smallObject]int32
-	members := buf[:0]
-	for c := n.first; c != none; c = t.nodes[c].next {
-		members = append(members, c)
-	}
-	slices.SortFunc(members, func(a, b int32) int {
-		return strings.Compare(t.nodes[a].key, t.nodes[b].key)
-	})
+	members := slices.SortedFunc(slices.Values(v.members), func(a, b member) int { return strings.Compare(a.key, b.key) })
 	dst = append(dst, '{')
-	for k, c := range members {
-		if k > 0 {
+	for i, m := range members {
+		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, t.nodes[c].key)
+		dst = appendString(dst, m.key)
 		dst = append(dst, ':')
-		dst = t.canonical(dst, c)
+		dst = appendCanonical(dst, m.val)
 	}
 	return append(dst, '}')
 }

@@ -16,29 +16,28 @@ func allowedHeader(name string) string {
 
 // headers reads data.headers: an optional object of allowed header names to
 // string values. null counts as absent (a serializer's empty map). A name
-// given twice in different case never gets here: walk refuses keys inside
+// given twice in different case never gets here: Parse refuses keys inside
 // data that differ only in case.
-func (p *parser) headers(data int32) (map[string]string, *Error) {
-	t := p.t
-	hi := t.member(data, "headers")
-	if hi == none || t.nodes[hi].kind == kindNull {
+func (p *parser) headers(data *value) (map[string]string, *Error) {
+	hi := data.member("headers")
+	if hi == nil || hi.kind == kindNull {
 		return nil, nil
 	}
-	if t.nodes[hi].kind != kindObject {
-		return nil, p.wrong("data.headers", "must be a JSON object of header names to string values, not %s", t.nodes[hi].kind)
+	if hi.kind != kindObject {
+		return nil, p.wrong("data.headers", "must be a JSON object of header names to string values, not %s", hi.kind)
 	}
 	var out map[string]string
-	for c := t.nodes[hi].first; c != none; c = t.nodes[c].next {
-		name := t.nodes[c].key
+	for _, m := range hi.members {
+		name := m.key
 		field := joinPath("data.headers", name)
 		canon := allowedHeader(name)
 		if canon == "" {
 			return nil, p.wrong(field, "header is not allowed; allowed: x-ms-throttle-priority, Prefer, ConsistencyLevel "+
 				"(Authorization, Content-Type and client-request-id are set by the worker)")
 		}
-		v, ok := t.str(c)
+		v, ok := m.val.str()
 		if !ok {
-			return nil, p.wrong(field, "must be a string, not %s", t.nodes[c].kind)
+			return nil, p.wrong(field, "must be a string, not %s", m.val.kind)
 		}
 		for i := 0; i < len(v); i++ {
 			switch c := v[i]; {
@@ -53,7 +52,7 @@ func (p *parser) headers(data int32) (map[string]string, *Error) {
 		if out == nil {
 			out = make(map[string]string, 3)
 		}
-		out[canon] = strings.Clone(v) // not a substring of the whole message (see walk)
+		out[canon] = v
 	}
 	return out, nil
 }

@@ -46,6 +46,7 @@ func TestValidateID(t *testing.T) {
 		{"a pipe is not allowed", "a|b", false, "letters, digits"},
 		{"an OData key predicate is not allowed", "a('b')", false, "'('"},
 		{"an OData system segment is not allowed", "$ref", false, "'$'"},
+		{"an apostrophe is not allowed", "a'b", false, `'\''`},
 		{"a parameter alias is not allowed", "@p", false, "'@'"},
 		{"a colon is not allowed", "a:b", false, "':'"},
 		{"a semicolon is not allowed", "a;b", false, "';'"},

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/graphops/worker/internal/graphpath"
 )
 
 // MaxSize is the largest message Parse reads, in bytes; larger bodies are
@@ -94,15 +96,15 @@ func Parse(raw []byte, opts Options) (*Command, error) {
 		return nil, &Error{Reason: ReasonInvalidMessage, Type: TypeUnknown,
 			Detail: fmt.Sprintf("the message is %d bytes, over the %d-byte limit; refused unread", len(raw), MaxSize)}
 	}
-	t, we := walk(raw, true)
+	d, we := walk(raw, true)
 	if we != nil {
-		return nil, &Error{Reason: ReasonInvalidMessage, Field: strings.Clone(shortField(we.field)), Detail: printable(we.detail), Type: TypeUnknown}
+		return nil, &Error{Reason: ReasonInvalidMessage, Field: shortField(we.field), Detail: printable(we.detail), Type: TypeUnknown}
 	}
-	if t.nodes[0].kind != kindObject {
+	if d.root.kind != kindObject {
 		return nil, &Error{Reason: ReasonInvalidMessage, Type: TypeUnknown,
-			Detail: fmt.Sprintf("the message is %s, not a JSON object; a command is a CloudEvent", t.nodes[0].kind)}
+			Detail: fmt.Sprintf("the message is %s, not a JSON object; a command is a CloudEvent", d.root.kind)}
 	}
-	p := &parser{t: t, opts: opts}
+	p := &parser{d: d, root: d.root, opts: opts}
 	p.readInfo()
 	cmd, e := p.parse()
 	if e != nil {
@@ -111,37 +113,36 @@ func Parse(raw []byte, opts Options) (*Command, error) {
 	return cmd, nil
 }
 
-// parser validates the tree of one message.
+// parser validates the document of one message.
 type parser struct {
-	t    *tree
+	d    *document
+	root *value // d.root, an object
 	opts Options
 	// What could be read, for errors: set by readInfo.
 	typ        Type
 	id, source string
 }
 
-const root int32 = 0
-
 // readInfo reads what an error reports about the message, leniently: each
 // value only when it is unambiguous and safe in a header.
 func (p *parser) readInfo() {
 	p.typ = TypeUnknown
-	if s, ok := p.t.str(p.t.member(root, "type")); ok {
+	if s, ok := p.root.member("type").str(); ok {
 		p.typ = TypeOf(s)
 	}
-	if s, ok := p.t.str(p.t.member(root, "id")); ok && safeText(s) {
+	if s, ok := p.root.member("id").str(); ok && safeText(s) {
 		p.id = s
 	}
-	if s, ok := p.t.str(p.t.member(root, "source")); ok && safeText(s) {
+	if s, ok := p.root.member("source").str(); ok && safeText(s) {
 		p.source = s
 	}
 }
 
 // requestID is the request id as far as it can be read, for errors.
 func (p *parser) requestID() string {
-	data := p.t.member(root, "data")
+	data := p.root.member("data")
 	get := func(name string) string {
-		s, ok := p.t.str(p.t.member(data, name))
+		s, ok := data.member(name).str()
 		if !ok || !validID(s) {
 			return ""
 		}
@@ -159,12 +160,10 @@ func (p *parser) requestID() string {
 	return ""
 }
 
-// fail makes the error. Its strings may be substrings of the message's
-// text (see walk): they are copied, so that an error kept does not keep the
-// whole message.
+// fail makes the error.
 func (p *parser) fail(r Reason, field, detail string) *Error {
-	return &Error{Reason: r, Field: strings.Clone(shortField(field)), Detail: printable(detail),
-		Type: p.typ, ID: strings.Clone(p.id), Source: strings.Clone(p.source), RequestID: strings.Clone(p.requestID())}
+	return &Error{Reason: r, Field: shortField(field), Detail: printable(detail),
+		Type: p.typ, ID: p.id, Source: p.source, RequestID: p.requestID()}
 }
 
 func (p *parser) invalid(field, format string, args ...any) *Error {
@@ -176,12 +175,12 @@ func (p *parser) wrong(field, format string, args ...any) *Error {
 }
 
 func (p *parser) parse() (*Command, *Error) {
-	t := p.t
-	if t.dupOther != "" {
-		if t.dupOtherAttr {
-			return nil, p.invalid(t.dupOther, "duplicate key: a CloudEvents attribute may appear only once")
+	d := p.d
+	if d.dupOther != "" {
+		if d.dupOtherAttr {
+			return nil, p.invalid(d.dupOther, "duplicate key: a CloudEvents attribute may appear only once")
 		}
-		return nil, p.invalid(t.dupOther, "duplicate key: each key may appear only once in an object")
+		return nil, p.invalid(d.dupOther, "duplicate key: each key may appear only once in an object")
 	}
 	if e := p.specversion(); e != nil {
 		return nil, e
@@ -205,15 +204,15 @@ func (p *parser) parse() (*Command, *Error) {
 	if e := p.dataContentType(); e != nil {
 		return nil, e
 	}
-	if t.member(root, "data_base64") != none {
+	if p.root.member("data_base64") != nil {
 		return nil, p.invalid("data_base64", "binary data (data_base64) is not accepted: a command carries data as a JSON object")
 	}
-	data := t.member(root, "data")
+	data := p.root.member("data")
 	switch {
-	case data == none:
+	case data == nil:
 		return nil, p.invalid("data", "required attribute is missing")
-	case t.nodes[data].kind != kindObject:
-		return nil, p.invalid("data", "must be a JSON object, not %s", t.nodes[data].kind)
+	case data.kind != kindObject:
+		return nil, p.invalid("data", "must be a JSON object, not %s", data.kind)
 	}
 
 	if cmd.Time, e = p.timeAttr("time"); e != nil {
@@ -225,12 +224,12 @@ func (p *parser) parse() (*Command, *Error) {
 	if cmd.Type == TypeRoleRequestUpdate && p.opts.RoleRequestUpdateDisabled {
 		return nil, p.wrong("type", "the role request update operation is switched off (GRAPH_ROLE_REQUEST_UPDATE=off)")
 	}
-	if t.dupData != "" {
-		return nil, p.wrong(t.dupData, "duplicate key: each key may appear only once in an object, "+
+	if d.dupData != "" {
+		return nil, p.wrong(d.dupData, "duplicate key: each key may appear only once in an object, "+
 			"ignoring case (Graph could read the other value)")
 	}
 
-	var body int32
+	var body *value
 	switch cmd.Type {
 	case TypeResume:
 		reqID, e := p.idMember(data, "data", "accessPackageAssignmentRequestId")
@@ -267,43 +266,19 @@ func (p *parser) parse() (*Command, *Error) {
 	if e := p.dataMembers(data, cmd.Type); e != nil {
 		return nil, e
 	}
-	cmd.Body = bytes.Clone(t.raw(body))
-	cmd.BodyHash = t.bodyHash(body)
-	if r := cmd.Resume; r != nil {
-		detach(&cmd.ID, &cmd.Source, &r.AssignmentRequestID, &r.StageInstanceID, &r.Stage, &r.State)
-	} else {
-		detach(&cmd.ID, &cmd.Source, &cmd.RoleUpdate.PrivilegedAccessID, &cmd.RoleUpdate.RequestID)
-	}
+	cmd.Body = bytes.Clone(body.raw)
+	cmd.BodyHash = bodyHash(body)
 	return cmd, nil
 }
 
-// detach copies the strings that point into the message's text (see walk)
-// into one allocation of their own: a Command kept, or one of its ids kept
-// in a map, does not keep the whole message alive.
-func detach(ss ...*string) {
-	n := 0
-	for _, s := range ss {
-		n += len(*s)
-	}
-	var b strings.Builder
-	b.Grow(n)
-	for _, s := range ss {
-		b.WriteString(*s)
-	}
-	all := b.String()
-	for _, s := range ss {
-		*s, all = all[:len(*s)], all[len(*s):]
-	}
-}
-
 func (p *parser) specversion() *Error {
-	i := p.t.member(root, "specversion")
-	if i == none {
+	i := p.root.member("specversion")
+	if i == nil {
 		return p.invalid("specversion", `required attribute is missing; a command is a CloudEvent with specversion "1.0"`)
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	if !ok {
-		return p.invalid("specversion", `must be the string "1.0", not %s`, p.t.nodes[i].kind)
+		return p.invalid("specversion", `must be the string "1.0", not %s`, i.kind)
 	}
 	if s != "1.0" {
 		return p.invalid("specversion", `unsupported CloudEvents version %s; only "1.0" is accepted`, quote(s))
@@ -313,14 +288,14 @@ func (p *parser) specversion() *Error {
 
 // requiredAttr reads a required, non-empty string attribute.
 func (p *parser) requiredAttr(name string) (string, *Error) {
-	i := p.t.member(root, name)
-	if i == none {
+	i := p.root.member(name)
+	if i == nil {
 		return "", p.invalid(name, "required attribute is missing")
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	switch {
 	case !ok:
-		return "", p.invalid(name, "must be a string, not %s", p.t.nodes[i].kind)
+		return "", p.invalid(name, "must be a string, not %s", i.kind)
 	case s == "":
 		return "", p.invalid(name, "must not be empty")
 	case !safeText(s):
@@ -333,13 +308,13 @@ func (p *parser) requiredAttr(name string) (string, *Error) {
 // application/json or any */*+json, parameters allowed, charset UTF-8 if
 // given.
 func (p *parser) dataContentType() *Error {
-	i := p.t.member(root, "datacontenttype")
-	if i == none {
+	i := p.root.member("datacontenttype")
+	if i == nil {
 		return nil
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	if !ok {
-		return p.invalid("datacontenttype", "must be a string, not %s", p.t.nodes[i].kind)
+		return p.invalid("datacontenttype", "must be a string, not %s", i.kind)
 	}
 	mt, params, err := mime.ParseMediaType(s)
 	if err != nil {
@@ -357,13 +332,13 @@ func (p *parser) dataContentType() *Error {
 
 // timeAttr reads an optional RFC 3339 attribute; the zero time when absent.
 func (p *parser) timeAttr(name string) (time.Time, *Error) {
-	i := p.t.member(root, name)
-	if i == none {
+	i := p.root.member(name)
+	if i == nil {
 		return time.Time{}, nil
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	if !ok {
-		return time.Time{}, p.wrong(name, "must be an RFC 3339 timestamp string, not %s", p.t.nodes[i].kind)
+		return time.Time{}, p.wrong(name, "must be an RFC 3339 timestamp string, not %s", i.kind)
 	}
 	// RFC 3339 allows a lower-case 't' and 'z'; Go's layout does not, and
 	// they are the only letters a timestamp has.
@@ -375,39 +350,39 @@ func (p *parser) timeAttr(name string) (time.Time, *Error) {
 }
 
 // idMember reads the required id member name of object obj, which is at
-// objPath (the error's field is built only on failure: this is the hot path).
-func (p *parser) idMember(obj int32, objPath, name string) (string, *Error) {
-	i := p.t.member(obj, name)
-	if i == none {
+// objPath.
+func (p *parser) idMember(obj *value, objPath, name string) (string, *Error) {
+	i := obj.member(name)
+	if i == nil {
 		return "", p.wrong(joinPath(objPath, name), "is missing; an id is required")
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	if !ok {
-		return "", p.wrong(joinPath(objPath, name), "must be a string, not %s", p.t.nodes[i].kind)
+		return "", p.wrong(joinPath(objPath, name), "must be a string, not %s", i.kind)
 	}
-	if d := idProblem(s); d != "" {
+	if d := graphpath.Problem(s); d != "" {
 		return "", p.wrong(joinPath(objPath, name), "%s", d)
 	}
 	return s, nil
 }
 
 // body returns data.body, which must be an object.
-func (p *parser) body(data int32) (int32, *Error) {
-	i := p.t.member(data, "body")
+func (p *parser) body(data *value) (*value, *Error) {
+	i := data.member("body")
 	switch {
-	case i == none:
-		return none, p.wrong("data.body", "is missing; the request body for Graph is required")
-	case p.t.nodes[i].kind != kindObject:
-		return none, p.wrong("data.body", "must be a JSON object, not %s", p.t.nodes[i].kind)
+	case i == nil:
+		return nil, p.wrong("data.body", "is missing; the request body for Graph is required")
+	case i.kind != kindObject:
+		return nil, p.wrong("data.body", "must be a JSON object, not %s", i.kind)
 	}
 	return i, nil
 }
 
 // dataMembers refuses members of data that the command type does not have:
 // a misspelt "header" would otherwise silently drop the headers.
-func (p *parser) dataMembers(data int32, typ Type) *Error {
-	for c := p.t.nodes[data].first; c != none; c = p.t.nodes[c].next {
-		switch k := p.t.nodes[c].key; k {
+func (p *parser) dataMembers(data *value, typ Type) *Error {
+	for _, m := range data.members {
+		switch m.key {
 		case "body", "headers":
 			continue
 		case "accessPackageAssignmentRequestId":
@@ -423,7 +398,7 @@ func (p *parser) dataMembers(data int32, typ Type) *Error {
 		if typ == TypeRoleRequestUpdate {
 			known = "privilegedAccessId, governanceRoleAssignmentRequestId, body, headers"
 		}
-		return p.wrong(joinPath("data", p.t.nodes[c].key), "unknown property; the data of a %s command has %s", typ, known)
+		return p.wrong(joinPath("data", m.key), "unknown property; the data of a %s command has %s", typ, known)
 	}
 	return nil
 }

@@ -35,17 +35,15 @@ func documentedStage(s string) string {
 const stageList = "assignmentRequestCreated, assignmentRequestApproved, assignmentRequestGranted, " +
 	"assignmentRequestRemoved, assignmentFourteenDaysBeforeExpiration, assignmentOneDayBeforeExpiration"
 
-func (p *parser) resumeBody(body int32) (*Resume, *Error) {
-	t := p.t
-
+func (p *parser) resumeBody(body *value) (*Resume, *Error) {
 	// type
-	ti := t.member(body, "type")
-	if ti == none {
+	ti := body.member("type")
+	if ti == nil {
 		return nil, p.wrong("data.body.type", "is missing; required: %s<stage>", stageTypePrefix)
 	}
-	typ, ok := t.str(ti)
+	typ, ok := ti.str()
 	if !ok {
-		return nil, p.wrong("data.body.type", "must be a string, not %s", t.nodes[ti].kind)
+		return nil, p.wrong("data.body.type", "must be a string, not %s", ti.kind)
 	}
 	if containsFold(typ, connectionTest) {
 		return nil, p.wrong("data.body.type", "%s is the connection test stage %s: Entra's connection test callout is never resumed", quote(typ), connectionTest)
@@ -59,30 +57,30 @@ func (p *parser) resumeBody(body int32) (*Resume, *Error) {
 	}
 
 	// data
-	di := t.member(body, "data")
+	di := body.member("data")
 	switch {
-	case di == none:
+	case di == nil:
 		return nil, p.wrong("data.body.data", "is missing; the callback data is required")
-	case t.nodes[di].kind != kindObject:
-		return nil, p.wrong("data.body.data", "must be a JSON object, not %s", t.nodes[di].kind)
+	case di.kind != kindObject:
+		return nil, p.wrong("data.body.data", "must be a JSON object, not %s", di.kind)
 	}
-	if oi := t.member(di, "@odata.type"); oi == none {
+	if oi := di.member("@odata.type"); oi == nil {
 		return nil, p.wrong("data.body.data.@odata.type", "is missing; Graph's customExtensionData is abstract and needs it (microsoft.graph.accessPackageAssignmentRequestCallbackData)")
-	} else if s, ok := t.str(oi); !ok {
-		return nil, p.wrong("data.body.data.@odata.type", "must be a string, not %s", t.nodes[oi].kind)
+	} else if s, ok := oi.str(); !ok {
+		return nil, p.wrong("data.body.data.@odata.type", "must be a string, not %s", oi.kind)
 	} else if s == "" {
 		return nil, p.wrong("data.body.data.@odata.type", "must not be empty")
 	}
 
 	// stage
-	si := t.member(di, "stage")
-	if si == none {
+	si := di.member("stage")
+	if si == nil {
 		return nil, p.wrong("data.body.data.stage", "is missing; required: the stage of type (%s)", typeStage)
 	}
-	stage, ok := t.str(si)
+	stage, ok := si.str()
 	switch {
 	case !ok:
-		return nil, p.wrong("data.body.data.stage", "must be a string, not %s", t.nodes[si].kind)
+		return nil, p.wrong("data.body.data.stage", "must be a string, not %s", si.kind)
 	case containsFold(stage, connectionTest):
 		return nil, p.wrong("data.body.data.stage", "%s is the connection test stage: Entra's connection test callout is never resumed", quote(stage))
 	case documentedStage(stage) == "":
@@ -116,14 +114,14 @@ func (p *parser) resumeBody(body int32) (*Resume, *Error) {
 
 // optionalString reads the optional, nullable string member name of object
 // obj, which is at objPath; set is false when it is absent or null.
-func (p *parser) optionalString(obj int32, objPath, name string) (s string, set bool, e *Error) {
-	i := p.t.member(obj, name)
-	if i == none || p.t.nodes[i].kind == kindNull {
+func (p *parser) optionalString(obj *value, objPath, name string) (s string, set bool, e *Error) {
+	i := obj.member(name)
+	if i == nil || i.kind == kindNull {
 		return "", false, nil
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	if !ok {
-		return "", false, p.wrong(joinPath(objPath, name), "must be a string or null, not %s", p.t.nodes[i].kind)
+		return "", false, p.wrong(joinPath(objPath, name), "must be a string or null, not %s", i.kind)
 	}
 	return s, true, nil
 }

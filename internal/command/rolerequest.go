@@ -8,8 +8,7 @@ import "strings"
 // ones pass (the cmdlet's AdditionalProperties), but the documented ones
 // must have their documented type and, for enumerations, a documented value.
 
-func (p *parser) roleBody(body int32) *Error {
-	t := p.t
+func (p *parser) roleBody(body *value) *Error {
 	if e := p.enumMember(body, "data.body.type", "type",
 		"AdminAdd", "UserAdd", "AdminUpdate", "AdminRemove", "UserRemove",
 		"UserExtend", "AdminExtend", "UserRenew", "AdminRenew"); e != nil {
@@ -18,14 +17,14 @@ func (p *parser) roleBody(body int32) *Error {
 	if e := p.enumMember(body, "data.body.assignmentState", "assignmentState", "Eligible", "Active"); e != nil {
 		return e
 	}
-	if si := t.member(body, "schedule"); si != none {
-		if t.nodes[si].kind != kindObject {
-			return p.wrong("data.body.schedule", "must be a JSON object, not %s", t.nodes[si].kind)
+	if si := body.member("schedule"); si != nil {
+		if si.kind != kindObject {
+			return p.wrong("data.body.schedule", "must be a JSON object, not %s", si.kind)
 		}
-		if ti := t.member(si, "type"); ti != none && t.nodes[ti].kind != kindNull {
-			s, ok := t.str(ti)
+		if ti := si.member("type"); ti != nil && ti.kind != kindNull {
+			s, ok := ti.str()
 			if !ok {
-				return p.wrong("data.body.schedule.type", "must be a string or null, not %s", t.nodes[ti].kind)
+				return p.wrong("data.body.schedule.type", "must be a string or null, not %s", ti.kind)
 			}
 			if !strings.EqualFold(s, "Once") {
 				return p.wrong("data.body.schedule.type", "%s is not a schedule type Graph documents (Once)", quote(s))
@@ -43,22 +42,22 @@ func (p *parser) roleBody(body int32) *Error {
 			return e
 		}
 	}
-	if ii := t.member(body, "id"); ii != none && t.nodes[ii].kind != kindString {
-		return p.wrong("data.body.id", "must be a string, not %s", t.nodes[ii].kind)
+	if ii := body.member("id"); ii != nil && ii.kind != kindString {
+		return p.wrong("data.body.id", "must be a string, not %s", ii.kind)
 	}
 	return nil
 }
 
 // enumMember checks an optional, non-nullable string member against the
 // values Graph documents, ignoring case.
-func (p *parser) enumMember(obj int32, field, name string, values ...string) *Error {
-	i := p.t.member(obj, name)
-	if i == none {
+func (p *parser) enumMember(obj *value, field, name string, values ...string) *Error {
+	i := obj.member(name)
+	if i == nil {
 		return nil
 	}
-	s, ok := p.t.str(i)
+	s, ok := i.str()
 	if !ok {
-		return p.wrong(field, "must be a string, not %s", p.t.nodes[i].kind)
+		return p.wrong(field, "must be a string, not %s", i.kind)
 	}
 	for _, v := range values {
 		if strings.EqualFold(s, v) {

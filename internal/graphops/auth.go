@@ -5,15 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
@@ -22,45 +24,40 @@ type AuthConfig struct {
 	// StaticToken is a static bearer token (GRAPH_TOKEN), for development and
 	// tests only. When set, the AZURE_* variables are not read.
 	StaticToken string
-	// Getenv reads the AZURE_* variables; default os.Getenv. Note that
-	// ManagedIdentityCredential still reads its hosting-environment variables
-	// (IDENTITY_ENDPOINT, …) from the process environment itself.
-	Getenv func(string) string
-	// ClientOptions is passed to azidentity (tests set Transport and
-	// Cloud.ActiveDirectoryAuthorityHost). When Cloud names no authority
-	// host, AZURE_AUTHORITY_HOST (read through Getenv) is used.
+	// ClientOptions is passed to azidentity (tests set Transport).
 	ClientOptions azcore.ClientOptions
 	// DisableInstanceDiscovery skips Entra instance metadata discovery
 	// (disconnected clouds, tests).
 	DisableInstanceDiscovery bool
 }
 
-// The standard azidentity environment variables NewCredential reads.
+// The standard azidentity environment variables that choose a credential.
 const (
 	envTenantID           = "AZURE_TENANT_ID"
 	envClientID           = "AZURE_CLIENT_ID"
 	envClientSecret       = "AZURE_CLIENT_SECRET"
 	envCertPath           = "AZURE_CLIENT_CERTIFICATE_PATH"
-	envCertPassword       = "AZURE_CLIENT_CERTIFICATE_PASSWORD"
-	envSendCertChain      = "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN"
 	envFederatedTokenFile = "AZURE_FEDERATED_TOKEN_FILE"
 	envAuthorityHost      = "AZURE_AUTHORITY_HOST"
 	envAllowedTenants     = "AZURE_ADDITIONALLY_ALLOWED_TENANTS"
 )
 
 // NewCredential builds the Graph credential. With StaticToken it returns a
-// credential that always yields that token. Otherwise it reads the standard
-// AZURE_* variables through Getenv and chooses, in this order:
+// credential that always yields that token. Otherwise it chains azidentity's
+// own credentials, each reading the standard AZURE_* variables itself, in
+// the order an AKS deployment wants them:
 //
-//   - AZURE_FEDERATED_TOKEN_FILE set: WorkloadIdentityCredential (AKS
-//     workload identity; needs AZURE_TENANT_ID and AZURE_CLIENT_ID);
-//   - AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH set: a client
-//     secret or certificate credential, exactly as EnvironmentCredential
-//     would build it (it is built directly so that Getenv is honoured);
-//   - otherwise ManagedIdentityCredential, user-assigned when
-//     AZURE_CLIENT_ID is set.
+//   - workload identity, when AZURE_FEDERATED_TOKEN_FILE is set (the AKS
+//     webhook sets it with AZURE_TENANT_ID and AZURE_CLIENT_ID);
+//   - EnvironmentCredential, when AZURE_CLIENT_SECRET or
+//     AZURE_CLIENT_CERTIFICATE_PATH is set (a client secret or certificate);
+//   - managed identity (user-assigned when AZURE_CLIENT_ID is set), only
+//     when neither is configured.
 //
-// Errors name the AZURE_* variable that is missing or bad.
+// Unlike DefaultAzureCredential, a configured credential that cannot be
+// built stops start-up, with an error naming the AZURE_* variable, instead
+// of failing at the first Graph call; and developer tools (Azure CLI…) are
+// never tried on a server.
 func NewCredential(cfg AuthConfig) (azcore.TokenCredential, error) {
 	if cfg.StaticToken != "" {
 		if !validHeaderValue(cfg.StaticToken) {
@@ -68,108 +65,67 @@ func NewCredential(cfg AuthConfig) (azcore.TokenCredential, error) {
 		}
 		return &staticCredential{token: cfg.StaticToken}, nil
 	}
-	getenv := cfg.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	opts := cfg.ClientOptions
-	if opts.Cloud.ActiveDirectoryAuthorityHost == "" && len(opts.Cloud.Services) == 0 {
-		if host := getenv(envAuthorityHost); host != "" {
-			if u, err := url.Parse(host); err != nil || u.Scheme != "https" || u.Host == "" {
-				return nil, fmt.Errorf("graphops: %s must be an https URL", envAuthorityHost)
-			}
-			opts.Cloud.ActiveDirectoryAuthorityHost = host
+	// azidentity refuses these too, but without naming the variable.
+	if host := os.Getenv(envAuthorityHost); host != "" {
+		if u, err := url.Parse(host); err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("graphops: %s must be an https URL", envAuthorityHost)
 		}
 	}
-	var tenants []string
-	if v := getenv(envAllowedTenants); v != "" {
-		tenants = strings.Split(v, ";")
-	}
-	require := func(kind string, names ...string) error {
-		for _, n := range names {
-			if getenv(n) == "" {
-				return fmt.Errorf("graphops: %s is required for %s", n, kind)
+	var chain []azcore.TokenCredential
+	if os.Getenv(envFederatedTokenFile) != "" {
+		for _, n := range []string{envTenantID, envClientID} {
+			if os.Getenv(n) == "" {
+				return nil, fmt.Errorf("graphops: %s is required for workload identity (%s is set)", n, envFederatedTokenFile)
 			}
 		}
-		return nil
-	}
-
-	switch {
-	case getenv(envFederatedTokenFile) != "":
-		const kind = "workload identity (AZURE_FEDERATED_TOKEN_FILE is set)"
-		if err := require(kind, envTenantID, envClientID); err != nil {
-			return nil, err
+		var tenants []string
+		if v := os.Getenv(envAllowedTenants); v != "" {
+			tenants = strings.Split(v, ";")
 		}
 		cred, err := azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-			ClientOptions:              opts,
+			ClientOptions:              cfg.ClientOptions,
 			AdditionallyAllowedTenants: tenants,
-			ClientID:                   getenv(envClientID),
-			TenantID:                   getenv(envTenantID),
-			TokenFilePath:              getenv(envFederatedTokenFile),
 			DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("graphops: workload identity (AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE): %w", err)
+			return nil, fmt.Errorf("graphops: workload identity (%s, %s, %s): %w", envTenantID, envClientID, envFederatedTokenFile, err)
 		}
-		return cred, nil
-
-	case getenv(envClientSecret) != "":
-		const kind = "a client secret (AZURE_CLIENT_SECRET is set)"
-		if err := require(kind, envTenantID, envClientID); err != nil {
-			return nil, err
-		}
-		cred, err := azidentity.NewClientSecretCredential(getenv(envTenantID), getenv(envClientID), getenv(envClientSecret),
-			&azidentity.ClientSecretCredentialOptions{
-				ClientOptions:              opts,
-				AdditionallyAllowedTenants: tenants,
-				DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
-			})
+		chain = append(chain, cred)
+	}
+	if kind := envKind(); kind != "" {
+		cred, err := azidentity.NewEnvironmentCredential(&azidentity.EnvironmentCredentialOptions{
+			ClientOptions:            cfg.ClientOptions,
+			DisableInstanceDiscovery: cfg.DisableInstanceDiscovery,
+		})
 		if err != nil {
-			return nil, fmt.Errorf("graphops: client secret (AZURE_TENANT_ID, AZURE_CLIENT_ID): %w", err)
+			return nil, fmt.Errorf("graphops: %s: %w", kind, err)
 		}
-		return cred, nil
-
-	case getenv(envCertPath) != "":
-		const kind = "a client certificate (AZURE_CLIENT_CERTIFICATE_PATH is set)"
-		if err := require(kind, envTenantID, envClientID); err != nil {
-			return nil, err
-		}
-		data, err := os.ReadFile(getenv(envCertPath))
-		if err != nil {
-			return nil, fmt.Errorf("graphops: %s: %w", envCertPath, err)
-		}
-		var password []byte
-		if v := getenv(envCertPassword); v != "" {
-			password = []byte(v)
-		}
-		certs, key, err := azidentity.ParseCertificates(data, password)
-		if err != nil {
-			return nil, fmt.Errorf("graphops: %s: cannot parse the certificate (check %s): %w", envCertPath, envCertPassword, err)
-		}
-		sendChain := strings.EqualFold(getenv(envSendCertChain), "true") || getenv(envSendCertChain) == "1"
-		cred, err := azidentity.NewClientCertificateCredential(getenv(envTenantID), getenv(envClientID), certs, key,
-			&azidentity.ClientCertificateCredentialOptions{
-				ClientOptions:              opts,
-				AdditionallyAllowedTenants: tenants,
-				DisableInstanceDiscovery:   cfg.DisableInstanceDiscovery,
-				SendCertificateChain:       sendChain,
-			})
-		if err != nil {
-			return nil, fmt.Errorf("graphops: client certificate (AZURE_TENANT_ID, AZURE_CLIENT_ID, %s): %w", envCertPath, err)
-		}
-		return cred, nil
-
-	default:
-		mio := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
-		if id := getenv(envClientID); id != "" {
+		chain = append(chain, cred)
+	}
+	if len(chain) == 0 {
+		mio := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: cfg.ClientOptions}
+		if id := os.Getenv(envClientID); id != "" {
 			mio.ID = azidentity.ClientID(id)
 		}
 		cred, err := azidentity.NewManagedIdentityCredential(mio)
 		if err != nil {
-			return nil, fmt.Errorf("graphops: managed identity (AZURE_CLIENT_ID selects a user-assigned identity): %w", err)
+			return nil, fmt.Errorf("graphops: managed identity (%s selects a user-assigned identity): %w", envClientID, err)
 		}
-		return cred, nil
+		chain = append(chain, cred)
 	}
+	return azidentity.NewChainedTokenCredential(chain, nil)
+}
+
+// envKind names the credential EnvironmentCredential would build, and the
+// variable that selects it; "" when none is configured.
+func envKind() string {
+	switch {
+	case os.Getenv(envClientSecret) != "":
+		return "a client secret (" + envClientSecret + " is set)"
+	case os.Getenv(envCertPath) != "":
+		return "a client certificate (" + envCertPath + " is set)"
+	}
+	return ""
 }
 
 // staticCredential always returns the same token. Its String, GoString and
@@ -184,108 +140,81 @@ func (s *staticCredential) String() string       { return "graphops.staticCreden
 func (s *staticCredential) GoString() string     { return s.String() }
 func (s *staticCredential) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
-// tokenSource gets the token for each attempt. It keeps the last token until
-// tokenRefreshEarly before it expires (or until its RefreshOn), as azcore's
-// bearer-token policy does: asking the credential every attempt costs a few
-// µs with a static token and more with azidentity's cache, whose locks every
-// worker goroutine would take.
+// bearer authorizes Graph calls with azcore's BearerTokenPolicy: it keeps
+// the token until five minutes before it expires (or until its RefreshOn),
+// lets one goroutine refresh it while the others wait or keep using it, and
+// answers a Continuous Access Evaluation challenge (a 401 whose
+// WWW-Authenticate says error="insufficient_claims") by asking for a token
+// with those claims and sending the request once more. That resend is safe:
+// Graph refused the first request, and the client's send policy sees it as
+// a call of its own.
 //
-// After invalidate (a 401), the kept token is dropped and the next request
-// carries a claims challenge (nbf = now), which makes azidentity/MSAL skip
-// its cache and ask the token service for a new token, which then replaces
-// the cached one. That is what "fresh" means here: newly issued by the token
-// service, not served from a cache. A static token, or a credential that
-// ignores claims, cannot become fresh; the retry loop's "retry 401 once" rule
-// bounds that case. All requests use EnableCAE so that the forced refresh and
-// the ordinary requests share one azidentity cache (azidentity keeps CAE and
-// non-CAE tokens apart).
-type tokenSource struct {
-	cred azcore.TokenCredential
-	now  func() time.Time // default time.Now
-
-	mu    sync.Mutex
-	stale bool
-	// kept is the last token, used until keepUntil; gen counts
-	// invalidations, so that a token asked for before one is not kept.
-	kept      string
-	keepUntil time.Time
-	gen       uint64
+// invalidate (the retry loop, after a 401) swaps in a new policy, which has
+// no token kept, and makes the credential's next request a forced refresh.
+type bearer struct {
+	cred   *freshCredential
+	policy atomic.Pointer[runtime.BearerTokenPolicy]
 }
 
-// tokenRefreshEarly is how long before its expiry a kept token is replaced,
-// azcore's margin: a request must not reach Graph with a token about to lapse.
-const tokenRefreshEarly = 5 * time.Minute
-
-func (t *tokenSource) invalidate() {
-	t.mu.Lock()
-	t.stale = true
-	t.kept, t.keepUntil = "", time.Time{}
-	t.gen++
-	t.mu.Unlock()
+// newBearer authorizes with cred; each token request may take timeout.
+func newBearer(cred azcore.TokenCredential, timeout time.Duration) *bearer {
+	b := &bearer{cred: &freshCredential{cred: cred, timeout: timeout}}
+	b.policy.Store(b.newPolicy())
+	return b
 }
 
-func (t *tokenSource) clock() time.Time {
-	if t.now != nil {
-		return t.now()
-	}
-	return time.Now()
+func (b *bearer) newPolicy() *runtime.BearerTokenPolicy {
+	// http is allowed because Config.Validate allows it for loopback only.
+	return runtime.NewBearerTokenPolicy(b.cred, []string{Scope}, &policy.BearerTokenOptions{InsecureAllowCredentialWithHTTP: true})
 }
 
-// keep stores tok for later attempts unless an invalidation came since it
-// was asked for (gen) or it is too close to expiry to be worth keeping. A
-// forced refresh also ends the generation, so that an ordinary request still
-// under way, which may bring the token the refresh replaces, is not kept.
-func (t *tokenSource) keep(tok azcore.AccessToken, gen uint64, forced bool) {
-	until := tok.ExpiresOn.Add(-tokenRefreshEarly)
-	if !tok.RefreshOn.IsZero() && tok.RefreshOn.Before(until) {
-		until = tok.RefreshOn
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if gen != t.gen {
-		return
-	}
-	if forced {
-		t.gen++
-	}
-	if t.clock().Before(until) {
-		t.kept, t.keepUntil = tok.Token, until
-	}
+func (b *bearer) Do(req *policy.Request) (*http.Response, error) { return b.policy.Load().Do(req) }
+
+func (b *bearer) invalidate() {
+	b.cred.forced.Store(true)
+	b.policy.Store(b.newPolicy())
 }
 
-func (t *tokenSource) token(ctx context.Context, timeout time.Duration) (string, error) {
-	t.mu.Lock()
-	// invalidate clears kept, and gen stops a fetch begun before it from
-	// setting it again: a kept token is never a stale one.
-	if t.kept != "" && t.clock().Before(t.keepUntil) {
-		tok := t.kept
-		t.mu.Unlock()
-		return tok, nil
-	}
-	forced, gen := t.stale, t.gen
-	t.stale = false
-	t.mu.Unlock()
+// freshCredential wraps the configured credential. After invalidate, its
+// next request carries a claims challenge (nbf = now), which makes
+// azidentity/MSAL skip its cache and ask the token service for a new token,
+// which then replaces the cached one: "fresh" means newly issued, not
+// served from a cache. A static token, or a credential that ignores claims,
+// cannot become fresh; the retry loop's "retry 401 once" rule bounds that
+// case. The policy asks for CAE tokens (EnableCAE) on every request, so the
+// forced refresh and the ordinary requests share one azidentity cache.
+//
+// Its errors are *AuthError, so that the client can tell a failure to get
+// a token (nothing was sent) from a failure to reach Graph.
+type freshCredential struct {
+	cred    azcore.TokenCredential
+	timeout time.Duration // of each token request, apart from the call's own
+	forced  atomic.Bool
+	now     func() time.Time // default time.Now
+}
 
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
-	opts := policy.TokenRequestOptions{Scopes: []string{Scope}, EnableCAE: true}
-	if forced {
-		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(t.clock().Unix(), 10) + `"}}}`
-	}
-	tok, err := t.cred.GetToken(ctx, opts)
-	if err != nil {
-		if forced {
-			t.invalidate() // the next attempt must still refresh
+func (f *freshCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	forced := f.forced.Load()
+	if forced && opts.Claims == "" {
+		now := time.Now
+		if f.now != nil {
+			now = f.now
 		}
-		return "", &AuthError{Err: err}
+		opts.Claims = `{"access_token":{"nbf":{"essential":true,"value":"` + strconv.FormatInt(now().Unix(), 10) + `"}}}`
 	}
-	if tok.Token == "" {
-		return "", &AuthError{Err: errors.New("the credential returned an empty token")}
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	tok, err := f.cred.GetToken(ctx, opts)
+	switch {
+	case err != nil:
+		return azcore.AccessToken{}, &AuthError{Err: err}
+	case tok.Token == "":
+		return azcore.AccessToken{}, &AuthError{Err: errors.New("the credential returned an empty token")}
+	case !validHeaderValue(tok.Token):
+		return azcore.AccessToken{}, &AuthError{Err: errors.New("the credential returned a token with control characters")}
 	}
-	if !validHeaderValue(tok.Token) {
-		return "", &AuthError{Err: errors.New("the credential returned a token with control characters")}
+	if forced {
+		f.forced.Store(false)
 	}
-	t.keep(tok, gen, forced)
-	return tok.Token, nil
+	return tok, nil
 }

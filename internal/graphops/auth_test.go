@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -25,9 +26,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/graphops/worker/internal/graphops"
 )
@@ -95,33 +94,40 @@ func (s *fakeSTS) seen() ([]url.Values, []string) {
 }
 
 // clientOptions trusts the STS's certificate and turns off azcore's retries
-// so that failure tests stay fast.
-func (s *fakeSTS) clientOptions(withCloud bool) azcore.ClientOptions {
-	o := azcore.ClientOptions{Transport: s.srv.Client(), Retry: policy.RetryOptions{MaxRetries: -1}}
-	if withCloud {
-		o.Cloud = cloud.Configuration{ActiveDirectoryAuthorityHost: s.srv.URL}
-	}
-	return o
+// so that failure tests stay fast. The authority host is the test's
+// AZURE_AUTHORITY_HOST, as the AKS webhook sets it.
+func (s *fakeSTS) clientOptions() azcore.ClientOptions {
+	return azcore.ClientOptions{Transport: s.srv.Client(), Retry: policy.RetryOptions{MaxRetries: -1}}
 }
 
-func envMap(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+// azureEnv gives the test exactly the credential variables of m: every
+// other one azidentity or MSAL reads is unset, and all are restored after.
+func azureEnv(t *testing.T, m map[string]string) {
+	t.Helper()
+	for _, k := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
+		"AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_AUTHORITY_HOST",
+		"AZURE_ADDITIONALLY_ALLOWED_TENANTS", "AZURE_USERNAME", "AZURE_PASSWORD", "AZURE_TOKEN_CREDENTIALS",
+		"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT", "MSI_ENDPOINT", "MSI_SECRET", "IMDS_ENDPOINT"} {
+		t.Setenv(k, "") // registers the restore
+		if v, ok := m[k]; ok {
+			os.Setenv(k, v)
+		} else {
+			os.Unsetenv(k)
+		}
+	}
+}
 
 func TestClientSecretTokensFromAzidentityReachGraph(t *testing.T) {
 	sts := newFakeSTS(t)
-	cred, err := graphops.NewCredential(graphops.AuthConfig{
-		Getenv: envMap(map[string]string{
-			"AZURE_TENANT_ID":     "tenant-1",
-			"AZURE_CLIENT_ID":     "client-1",
-			"AZURE_CLIENT_SECRET": "s3cret-value",
-		}),
-		ClientOptions:            sts.clientOptions(true),
-		DisableInstanceDiscovery: true,
+	azureEnv(t, map[string]string{
+		"AZURE_TENANT_ID":      "tenant-1",
+		"AZURE_CLIENT_ID":      "client-1",
+		"AZURE_CLIENT_SECRET":  "s3cret-value",
+		"AZURE_AUTHORITY_HOST": sts.srv.URL,
 	})
+	cred, err := graphops.NewCredential(graphops.AuthConfig{ClientOptions: sts.clientOptions(), DisableInstanceDiscovery: true})
 	if err != nil {
 		t.Fatalf("NewCredential: %v", err)
-	}
-	if _, ok := cred.(*azidentity.ClientSecretCredential); !ok {
-		t.Errorf("credential is %T, want *azidentity.ClientSecretCredential", cred)
 	}
 	e := newEnv(t, nil, func(c *graphops.Config) { c.Credential = cred })
 	call := func() {
@@ -179,24 +185,17 @@ func TestWorkloadIdentityTokensFromAzidentityReachGraph(t *testing.T) {
 	if err := os.WriteFile(file, []byte(assertion), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cred, err := graphops.NewCredential(graphops.AuthConfig{
-		Getenv: envMap(map[string]string{
-			"AZURE_TENANT_ID":            "tenant-wi",
-			"AZURE_CLIENT_ID":            "client-wi",
-			"AZURE_FEDERATED_TOKEN_FILE": file,
-			// Also a secret: workload identity must still win.
-			"AZURE_CLIENT_SECRET": "ignored",
-			// The authority host comes from the (injected) environment here.
-			"AZURE_AUTHORITY_HOST": sts.srv.URL,
-		}),
-		ClientOptions:            sts.clientOptions(false),
-		DisableInstanceDiscovery: true,
+	azureEnv(t, map[string]string{
+		"AZURE_TENANT_ID":            "tenant-wi",
+		"AZURE_CLIENT_ID":            "client-wi",
+		"AZURE_FEDERATED_TOKEN_FILE": file,
+		// Also a secret: workload identity must still come first.
+		"AZURE_CLIENT_SECRET":  "ignored",
+		"AZURE_AUTHORITY_HOST": sts.srv.URL,
 	})
+	cred, err := graphops.NewCredential(graphops.AuthConfig{ClientOptions: sts.clientOptions(), DisableInstanceDiscovery: true})
 	if err != nil {
 		t.Fatalf("NewCredential: %v", err)
-	}
-	if _, ok := cred.(*azidentity.WorkloadIdentityCredential); !ok {
-		t.Errorf("credential is %T, want *azidentity.WorkloadIdentityCredential", cred)
 	}
 	e := newEnv(t, nil, func(c *graphops.Config) { c.Credential = cred })
 	if _, err := e.client.UpdateRoleRequest(context.Background(), pimID, roleReq, []byte(`{}`), nil); err != nil {
@@ -219,6 +218,35 @@ func TestWorkloadIdentityTokensFromAzidentityReachGraph(t *testing.T) {
 	}
 }
 
+// fakeManagedIdentity is an App Service managed identity endpoint on
+// loopback (IDENTITY_ENDPOINT and IDENTITY_HEADER), as MSAL calls it.
+func fakeManagedIdentity(t *testing.T) (*httptest.Server, func() []url.Values) {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []url.Values
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-IDENTITY-HEADER") != "mi-secret" {
+			http.Error(w, "no identity header", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		seen = append(seen, r.URL.Query())
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = fmt.Fprintf(w, `{"access_token":"mi-token","expires_on":"%d","resource":%q,"token_type":"Bearer"}`,
+			time.Now().Add(time.Hour).Unix(), r.URL.Query().Get("resource"))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, func() []url.Values {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]url.Values(nil), seen...)
+	}
+}
+
+// TestNewCredentialChoosesFromTheEnvironment sets the variables as a pod
+// would have them and checks, by the token request that reaches the local
+// token endpoints, which of azidentity's credentials answered.
 func TestNewCredentialChoosesFromTheEnvironment(t *testing.T) {
 	dir := t.TempDir()
 	certPath := filepath.Join(dir, "cert.pem")
@@ -227,6 +255,11 @@ func TestNewCredentialChoosesFromTheEnvironment(t *testing.T) {
 	}
 	garbage := filepath.Join(dir, "garbage.pem")
 	if err := os.WriteFile(garbage, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "azure-identity-token")
+	const assertion = "service-account-token"
+	if err := os.WriteFile(tokenFile, []byte(assertion), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	ids := map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"}
@@ -241,16 +274,17 @@ func TestNewCredentialChoosesFromTheEnvironment(t *testing.T) {
 		return m
 	}
 	tests := []struct {
-		name     string
-		env      map[string]string
-		static   string
-		wantType string // %T of the credential
-		wantErr  string // substring naming the variable
+		name    string
+		env     map[string]string
+		static  string
+		want    string // "managed", "user-assigned", "secret", "certificate", "workload" or "static"
+		wantErr string // substring naming the variable
 	}{
-		{name: "nothing set means managed identity", env: map[string]string{}, wantType: "*azidentity.ManagedIdentityCredential"},
-		{name: "a client id alone means a user-assigned managed identity", env: map[string]string{"AZURE_CLIENT_ID": "c"}, wantType: "*azidentity.ManagedIdentityCredential"},
-		{name: "a secret means a client secret credential", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s"}), wantType: "*azidentity.ClientSecretCredential"},
-		{name: "a certificate path means a client certificate credential", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certPath}), wantType: "*azidentity.ClientCertificateCredential"},
+		{name: "nothing set means managed identity", env: map[string]string{}, want: "managed"},
+		{name: "a client id alone means a user-assigned managed identity", env: map[string]string{"AZURE_CLIENT_ID": "c"}, want: "user-assigned"},
+		{name: "a secret means a client secret credential", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s"}), want: "secret"},
+		{name: "a certificate path means a client certificate credential", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": certPath}), want: "certificate"},
+		{name: "a federated token file means workload identity, before a secret", env: with(map[string]string{"AZURE_FEDERATED_TOKEN_FILE": tokenFile, "AZURE_CLIENT_SECRET": "s"}), want: "workload"},
 		{name: "a secret without a tenant names AZURE_TENANT_ID", env: map[string]string{"AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": "s"}, wantErr: "AZURE_TENANT_ID"},
 		{name: "a secret without a client id names AZURE_CLIENT_ID", env: map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_SECRET": "s"}, wantErr: "AZURE_CLIENT_ID"},
 		{name: "a federated token file without a tenant names AZURE_TENANT_ID", env: map[string]string{"AZURE_CLIENT_ID": "c", "AZURE_FEDERATED_TOKEN_FILE": "/x"}, wantErr: "AZURE_TENANT_ID"},
@@ -258,12 +292,20 @@ func TestNewCredentialChoosesFromTheEnvironment(t *testing.T) {
 		{name: "a missing certificate file names AZURE_CLIENT_CERTIFICATE_PATH", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": filepath.Join(dir, "nope.pem")}), wantErr: "AZURE_CLIENT_CERTIFICATE_PATH"},
 		{name: "an unreadable certificate names AZURE_CLIENT_CERTIFICATE_PATH", env: with(map[string]string{"AZURE_CLIENT_CERTIFICATE_PATH": garbage}), wantErr: "AZURE_CLIENT_CERTIFICATE_PATH"},
 		{name: "a plain-http authority host names AZURE_AUTHORITY_HOST", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s", "AZURE_AUTHORITY_HOST": "http://login.example"}), wantErr: "AZURE_AUTHORITY_HOST"},
-		{name: "a static token wins over everything", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s"}), static: "static-tok", wantType: "*graphops.staticCredential"},
+		{name: "a static token wins over everything", env: with(map[string]string{"AZURE_CLIENT_SECRET": "s"}), static: "static-tok", want: "static"},
 		{name: "a static token with a line break names GRAPH_TOKEN", static: "a\r\nb", wantErr: "GRAPH_TOKEN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cred, err := graphops.NewCredential(graphops.AuthConfig{StaticToken: tt.static, Getenv: envMap(tt.env)})
+			sts := newFakeSTS(t)
+			mi, miSeen := fakeManagedIdentity(t)
+			env := map[string]string{"AZURE_AUTHORITY_HOST": sts.srv.URL, "IDENTITY_ENDPOINT": mi.URL, "IDENTITY_HEADER": "mi-secret"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			azureEnv(t, env)
+			cred, err := graphops.NewCredential(graphops.AuthConfig{StaticToken: tt.static,
+				ClientOptions: sts.clientOptions(), DisableInstanceDiscovery: true})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want one naming %s", err, tt.wantErr)
@@ -273,8 +315,29 @@ func TestNewCredentialChoosesFromTheEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewCredential: %v", err)
 			}
-			if got := fmt.Sprintf("%T", cred); got != tt.wantType {
-				t.Errorf("credential is %s, want %s", got, tt.wantType)
+			tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{graphops.Scope}})
+			if err != nil {
+				t.Fatalf("GetToken: %v", err)
+			}
+			forms, _ := sts.seen()
+			got := "nothing"
+			switch {
+			case tok.Token == "static-tok":
+				got = "static"
+			case len(miSeen()) == 1 && miSeen()[0].Get("client_id") == "c":
+				got = "user-assigned"
+			case len(miSeen()) == 1:
+				got = "managed"
+			case len(forms) != 1:
+			case forms[0].Get("client_secret") == "s":
+				got = "secret"
+			case forms[0].Get("client_assertion") == assertion:
+				got = "workload"
+			case forms[0].Get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+				got = "certificate"
+			}
+			if got != tt.want {
+				t.Errorf("the token came from %s (STS forms %v, managed identity calls %v), want %s", got, forms, miSeen(), tt.want)
 			}
 		})
 	}
@@ -341,11 +404,8 @@ func TestTokensNeverReachLogsOrErrors(t *testing.T) {
 	// A real azidentity credential whose token service refuses the client.
 	sts := newFakeSTS(t)
 	sts.status = http.StatusUnauthorized
-	cred, cerr := graphops.NewCredential(graphops.AuthConfig{
-		Getenv:                   envMap(map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": testToken}),
-		ClientOptions:            sts.clientOptions(true),
-		DisableInstanceDiscovery: true,
-	})
+	azureEnv(t, map[string]string{"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c", "AZURE_CLIENT_SECRET": testToken, "AZURE_AUTHORITY_HOST": sts.srv.URL})
+	cred, cerr := graphops.NewCredential(graphops.AuthConfig{ClientOptions: sts.clientOptions(), DisableInstanceDiscovery: true})
 	if cerr != nil {
 		t.Fatal(cerr)
 	}
@@ -436,5 +496,61 @@ func TestInvalidateTokenForcesExactlyOneRefresh(t *testing.T) {
 		if forced := o.Claims != ""; forced != wantForced[i] {
 			t.Errorf("request %d forced = %v (claims %q), want %v", i, forced, o.Claims, wantForced[i])
 		}
+	}
+}
+
+// A Continuous Access Evaluation challenge is answered by azcore's
+// bearer-token policy: a token with the challenge's claims, and the request
+// sent once more (Graph refused the first one, so nothing is applied
+// twice). The Observer sees both calls.
+func TestACAEChallengeIsAnsweredWithItsClaims(t *testing.T) {
+	const claims = `{"access_token":{"nbf":{"essential":true,"value":"1733400000"}}}`
+	var mu sync.Mutex
+	calls := 0
+	e := newEnv(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		n := calls
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", `+
+				`client_id="00000003-0000-0000-c000-000000000000", error="insufficient_claims", claims="`+base64.StdEncoding.EncodeToString([]byte(claims))+`"`)
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	if _, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil); err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	reqs := e.cred.requests()
+	if len(reqs) != 2 || reqs[0].Claims != "" || reqs[1].Claims != claims {
+		t.Fatalf("token requests %+v, want an ordinary one and then one with the challenge's claims", reqs)
+	}
+	if n := len(e.rec.all()); n != 2 {
+		t.Errorf("Graph saw %d requests, want 2", n)
+	}
+	if got := fmt.Sprint(e.obs.list()); got != "[{resume 401} {resume 204}]" {
+		t.Errorf("observer saw %s", got)
+	}
+}
+
+// A 401 without a CAE challenge is the caller's: it is returned, not
+// resent, and after InvalidateToken the next call brings a forced refresh.
+func TestAPlain401IsReturnedForTheRetryLoop(t *testing.T) {
+	e := newEnv(t, answer(http.StatusUnauthorized, `{"error":{"code":"InvalidAuthenticationToken","message":"Access token has expired."}}`,
+		"WWW-Authenticate", `Bearer realm="", error="invalid_token"`))
+	_, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+	if v := graphops.Classify(err); v.Class != graphops.ClassUnauthorized {
+		t.Fatalf("err = %v (%v), want a 401 for the retry loop", err, v.Class)
+	}
+	if n := len(e.rec.all()); n != 1 {
+		t.Fatalf("Graph saw %d requests, want 1", n)
+	}
+	e.client.InvalidateToken()
+	_, _ = e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+	reqs := e.cred.requests()
+	if len(reqs) != 2 || reqs[0].Claims != "" || !strings.Contains(reqs[1].Claims, `"nbf"`) {
+		t.Fatalf("token requests %+v, want an ordinary one and then a forced refresh", reqs)
 	}
 }

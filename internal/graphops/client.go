@@ -29,6 +29,9 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/google/uuid"
 )
 
@@ -151,11 +154,11 @@ func isLoopback(host string) bool {
 // concurrent use.
 type Client struct {
 	base      *url.URL
-	hc        *http.Client
+	pl        runtime.Pipeline
 	timeout   time.Duration
 	userAgent string
 	observe   Observer
-	tokens    *tokenSource
+	auth      *bearer
 }
 
 // NewClient validates cfg and returns a Client.
@@ -175,20 +178,30 @@ func NewClient(cfg Config) (*Client, error) {
 	if observe == nil {
 		observe = func(Operation, string, time.Duration) {}
 	}
-	return &Client{
-		base: base,
-		hc: &http.Client{
+	c := &Client{
+		base:      base,
+		timeout:   cfg.Timeout,
+		userAgent: cfg.UserAgent,
+		observe:   observe,
+		auth:      newBearer(cfg.Credential, cfg.Timeout),
+	}
+	// An azcore pipeline only for its bearer-token policy (see bearer): its
+	// own retries are off (the worker's loop is the only one, SPEC §3), its
+	// telemetry too (User-Agent is ours), and the answer is read by send.
+	c.pl = runtime.NewPipeline("graphops", "", runtime.PipelineOptions{
+		PerRetry: []policy.Policy{c.auth, policy.Policy(sendPolicy(c.send))},
+	}, &policy.ClientOptions{
+		Transport: &http.Client{
 			Transport: rt,
 			// A redirect would carry the bearer token to wherever Location
 			// points; Graph does not redirect these calls, so a 3xx is
 			// returned as an *Error instead.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		timeout:   cfg.Timeout,
-		userAgent: cfg.UserAgent,
-		observe:   observe,
-		tokens:    &tokenSource{cred: cfg.Credential},
-	}, nil
+		Retry:     policy.RetryOptions{MaxRetries: -1},
+		Telemetry: policy.TelemetryOptions{Disabled: true},
+	})
+	return c, nil
 }
 
 // Result describes a call Graph answered with a 2xx.
@@ -227,7 +240,7 @@ func (c *Client) UpdateRoleRequest(ctx context.Context, privilegedAccessID, requ
 
 // InvalidateToken makes the next call ask the credential for a new token,
 // bypassing azidentity's cache. The retry loop calls it after a 401.
-func (c *Client) InvalidateToken() { c.tokens.invalidate() }
+func (c *Client) InvalidateToken() { c.auth.invalidate() }
 
 // nonNil makes an empty write body distinguishable from a GET's absent one.
 func nonNil(b []byte) []byte {
@@ -265,14 +278,8 @@ func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
 	if err := checkHeaders(r.headers); err != nil {
 		return response{}, fmt.Errorf("graph: %s: %w", r.op, err)
 	}
-	token, err := c.tokens.token(ctx, c.timeout)
-	if err != nil {
-		return response{}, err
-	}
 
 	crid := uuid.NewString()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	// Sent tells the retry loop whether Graph may have acted on the request:
 	// WroteRequest fires once the whole request, body included, is written.
 	var sent atomic.Bool
@@ -283,56 +290,84 @@ func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
 			}
 		},
 	})
-
-	var body io.Reader
-	if r.body != nil {
-		// bytes.Reader gives the request a ContentLength and GetBody; the
-		// bytes go out exactly as given.
-		body = bytes.NewReader(r.body)
-	}
-	// The URL is r.url itself, with the exact escaping the URL helpers
-	// built; printing it only for NewRequest to parse it again would cost
-	// a few µs a call.
-	req, err := http.NewRequestWithContext(ctx, r.method, "", body)
+	req, err := runtime.NewRequest(ctx, r.method, r.url.String())
 	if err != nil {
 		return response{}, fmt.Errorf("graph: %s: building request: %w", r.op, err)
 	}
-	req.URL, req.Host = r.url, r.url.Host
-	for name, v := range r.headers {
-		if !reservedHeader(name) {
-			req.Header.Set(name, v)
+	a := &answer{op: r.op}
+	req.SetOperationValue(a)
+	runtime.SkipBodyDownload(req) // send reads it, up to maxResponseBody
+	if r.body != nil {
+		// The bytes go out exactly as given, with a Content-Length.
+		if err := req.SetBody(streaming.NopCloser(bytes.NewReader(r.body)), "application/json"); err != nil {
+			return response{}, fmt.Errorf("graph: %s: building request: %w", r.op, err)
 		}
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
-	if r.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	h := req.Raw().Header
+	for name, v := range r.headers {
+		if !reservedHeader(name) {
+			h.Set(name, v)
+		}
 	}
-	req.Header.Set("client-request-id", crid)
-	req.Header.Set("User-Agent", c.userAgent)
+	h.Set("Accept", "application/json")
+	h.Set("client-request-id", crid)
+	h.Set("User-Agent", c.userAgent)
 
-	start := time.Now()
-	resp, err := c.hc.Do(req)
+	resp, err := c.pl.Do(req)
 	if err != nil {
-		c.observe(r.op, "error", time.Since(start))
+		var ae *AuthError
+		if errors.As(err, &ae) { // no token: nothing was sent
+			return response{}, ae
+		}
 		return response{}, &TransportError{Operation: r.op, Method: r.method, ClientRequestID: crid, Sent: sent.Load(), Err: err}
 	}
-	arrived := time.Now()
-	data, readErr := readBody(resp)
-	c.observe(r.op, strconv.Itoa(resp.StatusCode), time.Since(start))
-
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return response{}, newError(r.op, r.method, resp, data, crid, arrived)
+		return response{}, newError(r.op, r.method, resp, a.data, crid, a.arrived)
 	}
 	return response{
 		Result: Result{
 			Status:          resp.StatusCode,
 			GraphRequestID:  resp.Header.Get("request-id"),
 			ClientRequestID: crid,
-			Body:            data,
+			Body:            a.data,
 		},
-		readErr: readErr,
+		readErr: a.readErr,
 	}, nil
+}
+
+// answer is what send learnt of a call's answer, for roundTrip.
+type answer struct {
+	op      Operation
+	arrived time.Time
+	data    []byte
+	readErr error
+}
+
+// sendPolicy makes a function a pipeline policy.
+type sendPolicy func(*policy.Request) (*http.Response, error)
+
+func (f sendPolicy) Do(req *policy.Request) (*http.Response, error) { return f(req) }
+
+// send is the pipeline's policy after the bearer-token policy, so it sees
+// every HTTP call (a CAE challenge's resend too): it bounds the call by the
+// client's timeout, reads the whole answer and reports the call to the
+// Observer. Token acquisition, before it, has a budget of its own.
+func (c *Client) send(req *policy.Request) (*http.Response, error) {
+	var a *answer
+	req.OperationValue(&a)
+	ctx, cancel := context.WithTimeout(req.Raw().Context(), c.timeout)
+	defer cancel()
+	start := time.Now()
+	resp, err := req.Clone(ctx).Next()
+	if err != nil {
+		c.observe(a.op, "error", time.Since(start))
+		return nil, err
+	}
+	a.arrived = time.Now()
+	a.data, a.readErr = readBody(resp)
+	resp.Body = http.NoBody // read and closed
+	c.observe(a.op, strconv.Itoa(resp.StatusCode), time.Since(start))
+	return resp, nil
 }
 
 var errBodyTooLarge = errors.New("response body larger than 4 MiB")

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // ErrInvalidHeader is returned, before any network I/O, for a caller header
@@ -31,7 +33,7 @@ func reservedHeader(name string) bool {
 // control characters (header injection).
 func checkHeaders(h map[string]string) error {
 	for name, v := range h {
-		if !validHeaderName(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			return fmt.Errorf("%w: name %q", ErrInvalidHeader, name)
 		}
 		if !validHeaderValue(v) {
@@ -41,30 +43,6 @@ func checkHeaders(h map[string]string) error {
 	return nil
 }
 
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // validHeaderValue allows visible characters, spaces, tabs and non-ASCII
-// bytes (obs-text), as RFC 9110 does.
-func validHeaderValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if (c < 0x20 && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
+// bytes (obs-text), as RFC 9110 does, and so as net/http sends them.
+func validHeaderValue(v string) bool { return httpguts.ValidHeaderFieldValue(v) }

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
+
+	"github.com/graphops/worker/internal/graphpath"
 )
 
 // route is what the path and method of a call name.
@@ -24,46 +26,26 @@ type route struct {
 	path      string
 }
 
-// parseRoute maps a call to its operation. Fixed segments are matched
-// case-insensitively, as Graph does; ids are path-unescaped. Only the v1.0
-// resume and read and the beta PATCH exist: the worker must make no other
-// call (not even the beta resume), so anything else is OpOther.
+// parseRoute maps a call to its operation through graphpath.Parse: fixed
+// segments match ignoring case, as Graph does; ids are path-unescaped and
+// must be ids by the worker's own rule. Only the v1.0 resume and read and
+// the beta PATCH exist: the worker must make no other call (not even the
+// beta resume), so anything else is OpOther.
 func parseRoute(method, escapedPath string) route {
 	rt := route{op: OpOther, path: escapedPath}
-	segs := strings.Split(strings.TrimPrefix(escapedPath, "/"), "/")
-	for i, seg := range segs {
-		v, err := url.PathUnescape(seg)
-		if err != nil || v == "" {
-			return rt
-		}
-		segs[i] = v
-	}
-	is := func(i int, name string) bool { return strings.EqualFold(segs[i], name) }
-	switch {
-	case (len(segs) == 5 || len(segs) == 6) && is(0, "v1.0") && is(1, "identityGovernance") &&
-		is(2, "entitlementManagement") && is(3, "assignmentRequests"):
-		rt.requestID = segs[4]
-		want, op := http.MethodGet, OpRead
-		if len(segs) == 6 {
-			if !is(5, "resume") {
-				rt.requestID = ""
-				return rt
-			}
-			want, op = http.MethodPost, OpResume
-		}
-		if method != want {
-			rt.allow = want
-			return rt
-		}
-		rt.op = op
-	case len(segs) == 5 && is(0, "beta") && is(1, "privilegedAccess") && is(3, "roleAssignmentRequests"):
-		rt.requestID = segs[2] + "/" + segs[4]
-		if method != http.MethodPatch {
-			rt.allow = http.MethodPatch
-			return rt
-		}
-		rt.op = OpRoleRequestUpdate
+	p := graphpath.Parse(escapedPath)
+	switch p.Kind {
+	case graphpath.KindResume:
+		rt.op, rt.requestID = OpResume, p.AssignmentRequestID
+	case graphpath.KindAssignmentRequest:
+		rt.op, rt.requestID = OpRead, p.AssignmentRequestID
+	case graphpath.KindRoleRequest:
+		rt.op, rt.requestID = OpRoleRequestUpdate, p.PrivilegedAccessID+"/"+p.RoleRequestID
 	default:
+		return rt
+	}
+	if want := p.Kind.Method(); method != want {
+		rt.op, rt.allow = OpOther, want
 		return rt
 	}
 	rt.key = strings.ToLower(rt.requestID)

@@ -659,6 +659,12 @@ func TestUnknownCallsAreRefusedAndRecorded(t *testing.T) {
 		{"reading the resume action is a 405", http.MethodGet, resumeURL("x"), 405, "POST"},
 		{"replacing a role request is a 405", http.MethodPut, roleURL("azureResources", "x"), 405, "PATCH"},
 		{"the root is a 404", http.MethodGet, "/", 404, ""},
+		// An id the worker would never send names no resource (graphpath).
+		{"an id with an apostrophe is a 404", http.MethodGet, assignPath + "x'y", 404, ""},
+		{"an OData key predicate is a 404", http.MethodPost, assignPath + "x('y')/resume", 404, ""},
+		{"an id with a dollar sign is a 404", http.MethodGet, assignPath + "$count", 404, ""},
+		{"an id with a non-ASCII letter is a 404", http.MethodPatch, roleURL("azureResources", "caf%C3%A9"), 404, ""},
+		{"an id with an escaped slash is a 404", http.MethodPost, assignPath + "x%2Fy/resume", 404, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

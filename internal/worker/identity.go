@@ -1,10 +1,10 @@
 package worker
 
 import (
-	"net/url"
 	"strings"
 
 	"github.com/graphops/worker/internal/command"
+	"github.com/graphops/worker/internal/graphpath"
 	"github.com/graphops/worker/internal/ledger"
 )
 
@@ -26,15 +26,18 @@ func identityOf(c *command.Command) ledger.Identity {
 	return id
 }
 
-// callOf describes the Graph call of a command, for dry runs and logs.
+// callOf describes the Graph call of a command, for dry runs and logs: the
+// path graphpath builds, relative to Graph's root. A parsed command's ids
+// always pass graphpath's check (Parse applies the same one); a command that
+// fails it gets an empty path rather than a made-up one.
 func callOf(c *command.Command) (method, path string) {
 	switch c.Type {
 	case command.TypeResume:
-		return "POST", "/v1.0/identityGovernance/entitlementManagement/assignmentRequests/" +
-			url.PathEscape(c.Resume.AssignmentRequestID) + "/resume"
+		path, _ = graphpath.Resume(c.Resume.AssignmentRequestID)
+		return graphpath.KindResume.Method(), path
 	case command.TypeRoleRequestUpdate:
-		return "PATCH", "/beta/privilegedAccess/" + url.PathEscape(c.RoleUpdate.PrivilegedAccessID) +
-			"/roleAssignmentRequests/" + url.PathEscape(c.RoleUpdate.RequestID)
+		path, _ = graphpath.RoleRequest(c.RoleUpdate.PrivilegedAccessID, c.RoleUpdate.RequestID)
+		return graphpath.KindRoleRequest.Method(), path
 	}
 	return "", ""
 }

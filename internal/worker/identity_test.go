@@ -56,10 +56,21 @@ func TestRoleRequestUpdatesAreKeyedBySourceAndID(t *testing.T) {
 	}
 }
 
-func TestCallOfEscapesEveryIDAsOneSegment(t *testing.T) {
+func TestCallOfNamesTheContractCall(t *testing.T) {
 	m, p := callOf(resume(t, "x", "abc", "i"))
 	if m != "POST" || p != "/v1.0/identityGovernance/entitlementManagement/assignmentRequests/abc/resume" {
-		t.Fatalf("%s %s", m, p)
+		t.Errorf("resume: %s %s", m, p)
+	}
+	role := parse(t, `{"specversion":"1.0","id":"1","source":"s","type":"graphops.governanceRoleAssignmentRequest.update",
+"data":{"privilegedAccessId":"azureResources","governanceRoleAssignmentRequestId":"r-1","body":{}}}`)
+	if m, p := callOf(role); m != "PATCH" || p != "/beta/privilegedAccess/azureResources/roleAssignmentRequests/r-1" {
+		t.Errorf("role request update: %s %s", m, p)
+	}
+	// A command not made by Parse with an id graphpath refuses gets no path.
+	bad := resume(t, "x", "abc", "i")
+	bad.Resume.AssignmentRequestID = "a('b')"
+	if m, p := callOf(bad); m != "POST" || p != "" {
+		t.Errorf("bad id: %s %q, want POST and no path", m, p)
 	}
 }
 
