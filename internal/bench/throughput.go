@@ -10,7 +10,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime/pprof"
 	"strconv"
@@ -22,6 +21,7 @@ import (
 	"github.com/graphops/worker/internal/config"
 	jsconsumer "github.com/graphops/worker/internal/consumer/jetstream"
 	"github.com/graphops/worker/internal/graphops"
+	"github.com/graphops/worker/internal/graphpath"
 	"github.com/graphops/worker/internal/graphsim"
 	"github.com/graphops/worker/internal/natsembed"
 	"github.com/graphops/worker/internal/worker"
@@ -383,7 +383,6 @@ func (h *throughputRun) bare(ctx context.Context, profile io.Writer) (LoopResult
 
 	client := &http.Client{Transport: graphops.NewTransport(), Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
-	base := h.simURL + "/v1.0/identityGovernance/entitlementManagement/assignmentRequests/"
 
 	type delivery struct {
 		m  jetstream.Msg
@@ -434,7 +433,11 @@ func (h *throughputRun) bare(ctx context.Context, profile io.Writer) (LoopResult
 		if err := json.Unmarshal(d.m.Data(), &c); err != nil {
 			return err
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+url.PathEscape(c.Data.ID)+"/resume", bytes.NewReader(c.Data.Body))
+		path, err := graphpath.Resume(c.Data.ID)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.simURL+path, bytes.NewReader(c.Data.Body))
 		if err != nil {
 			return err
 		}
