@@ -292,6 +292,7 @@ class Entity:
         self.sessions = {}  # session id -> Session
         self.waiting = []  # links waiting for AcceptNextSession, with deadlines
         self.next_seq = 1
+        self.redeliveries = 0  # deliveries of messages that had failed deliveries before
         self.dlq = None if parent else Entity(ns, path + "/" + DLQ, lock_ms, max_deliveries, False, 0, self)
 
     def is_dlq(self):
@@ -337,6 +338,7 @@ class Entity:
         for m in self.messages.values():
             c[m.state] += 1
         c["deadLettered"] = len(self.dlq.messages) if self.dlq else 0
+        c["redelivered"] = self.redeliveries
         return c
 
 
@@ -927,6 +929,8 @@ class Broker(Handler):
             else:
                 link = ready[i % len(ready)]
                 i += 1
+            if m.delivery_count > 0:
+                e.redeliveries += 1
             tag, token = self.ns.lock_msg(m, link)
             d = link.delivery(tag)
             link.send(m.encode())
