@@ -64,10 +64,14 @@ type deadLetter struct {
 // The Service Bus entity every worker reads.
 const sbQueue = "graphops-commands"
 
+// sbLockEnv, in a test's env, sets the Service Bus queue's lock duration
+// apart from NATS_ACK_WAIT; it is not passed to the workers.
+const sbLockEnv = "E2E_SB_LOCK_DURATION"
+
 // newBroker starts the broker of kind for one test. The Service Bus queue's
-// lock duration is the test's NATS_ACK_WAIT (the worker's default 30s
-// otherwise), so that a crashed worker's messages come back as quickly on
-// both brokers.
+// lock duration is the test's sbLockEnv, else its NATS_ACK_WAIT (the
+// worker's default 30s otherwise), so that a crashed worker's messages come
+// back as quickly on both brokers.
 func newBroker(t *testing.T, kind string, env map[string]string) broker {
 	t.Helper()
 	switch kind {
@@ -77,7 +81,11 @@ func newBroker(t *testing.T, kind string, env map[string]string) broker {
 		return &jsBroker{url: srv.URL(), js: js}
 	case serviceBus:
 		lock := 30 * time.Second
-		if v := env["NATS_ACK_WAIT"]; v != "" {
+		v := env["NATS_ACK_WAIT"]
+		if l := env[sbLockEnv]; l != "" {
+			v = l
+		}
+		if v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
 				t.Fatal(err)

@@ -67,6 +67,7 @@ func newCluster(t *testing.T, kind string, simCfg graphsim.Config, env map[strin
 	}
 	maps.Copy(base, b.env())
 	maps.Copy(base, env)
+	delete(base, sbLockEnv)
 	return &cluster{t: t, b: b, sim: sim, base: base}
 }
 

@@ -16,8 +16,12 @@ import (
 
 func TestOneWorkerNeverHasTwoCallsInFlightForOneRequestId(t *testing.T) {
 	t.Parallel()
+	onBothBrokers(t, testOneWorkerPerRequestID)
+}
+
+func testOneWorkerPerRequestID(t *testing.T, broker string) {
 	const latency = 300 * time.Millisecond
-	c := newCluster(t, jetStream, graphsim.Config{Latency: latency, AutoCreate: true}, nil)
+	c := newCluster(t, broker, graphsim.Config{Latency: latency, AutoCreate: true}, nil)
 	w := c.start("worker", nil)
 	// Past the pacer's slow start (one call in flight at first), which
 	// would serialize everything and hide the per-request rule.
