@@ -63,6 +63,11 @@ What is modelled (and where it is simplified):
     dropped.
   - Not modelled: message time-to-live and expiry, auto-forwarding,
     partitioning, transactions, quotas, authorisation, entity size limits.
+  - Runtime properties (azservicebus/admin GetQueueRuntimeProperties and
+    the like) are not served: the admin client always speaks HTTPS to the
+    connection string's host:port (internal/atom/entity_manager.go builds
+    "https://<host:port>/"), which is this AMQP listener, and the emulator
+    flag does not change that. Tests read counts from GET /state instead.
 """
 
 import base64
@@ -385,7 +390,7 @@ class Namespace:
         self.entities = {}  # path -> Entity (queues, subscriptions and their DLQs)
         self.topics = {}
         self.locks = {}  # lock token (uuid.UUID) -> Msg
-        self.dirty = True  # something may be deliverable
+        self.operations = {}  # $management operation -> requests served, for tests
 
     # Admin.
 
@@ -445,14 +450,12 @@ class Namespace:
             if not q.accepts(m):
                 log("duplicate dropped", m.message_id)
                 return None
-            self.dirty = True
             return q.enqueue(m)
         if not t.accepts(m):
             return None
         seq = t.take_seq()
         for sub in t.subs.values():
             sub.enqueue(m.copy(), seq)
-        self.dirty = True
         return seq
 
     # Locks.
@@ -486,7 +489,6 @@ class Namespace:
         m.lock_token = None
         m.lock_link = None
         m.locked_until = 0
-        self.dirty = True
 
     def complete(self, m):
         self.unlock(m)
@@ -530,7 +532,6 @@ class Namespace:
         m.annotations[symbol("x-opt-deadletter-source")] = e.path
         m.dl_reason, m.dl_description = reason, description
         m.deferred = False
-        m.dlq_enqueued = True
         e.dlq.messages[m.seq] = m
         m.entity = e.dlq
         m.state = "active"
@@ -561,7 +562,6 @@ class Namespace:
                 if m.state == "scheduled" and m.scheduled_ms <= t:
                     m.state = "active"
                     m.enqueued_ms = t
-                    self.dirty = True
                 elif m.state == "locked" and not e.requires_session and m.locked_until < t:
                     log("lock expired", e.path, m.seq)
                     self.abandon(m)
@@ -578,7 +578,6 @@ class Namespace:
         for m in list(e.messages.values()):
             if m.state == "locked" and m.session_id == s.id:
                 self.abandon(m)
-        self.dirty = True
 
     def next_session(self, e):
         """The unlocked session whose first available message is oldest."""
@@ -695,7 +694,6 @@ class Broker(Handler):
                 # later than the timeout it asks for.
                 self.container.schedule(secs, Expire(self))
                 self.links.add(link)
-                self.ns.dirty = True
                 return  # answered by dispatch once a session is free, or by expire_waiting
             s = e.session(sid)
             if s.link is not None and s.locked_until >= now_ms():
@@ -978,6 +976,7 @@ class Broker(Handler):
 
     def operation(self, op, path, e, body, link):
         ns = self.ns
+        ns.operations[op] = ns.operations.get(op, 0) + 1
         if op == "com.microsoft:renew-lock":
             exps = []
             for tok in elements(body.get("lock-tokens")):
@@ -1088,7 +1087,7 @@ def message_view(m):
         "sequenceNumber": m.seq,
         "messageId": m.message_id,
         "sessionId": m.session_id,
-        "state": "deferred" if (m.state == "locked" and m.deferred and m.lock_link is None) else m.state,
+        "state": m.state,
         "deliveryCount": m.delivery_count + 1,  # as the SDK reports it (header count + 1)
         "lockedUntilMs": m.locked_until if m.state == "locked" else None,
         "enqueuedTimeMs": m.enqueued_ms,
@@ -1131,7 +1130,8 @@ def make_admin(ns):
                                 for sid, s in e.sessions.items()}
                     return self.reply(200, {"entity": e.path, "counts": e.counts(),
                                             "messages": [message_view(m) for m in msgs],
-                                            "sessions": sessions})
+                                            "sessions": sessions,
+                                            "operations": dict(ns.operations)})
                 if u.path == "/entities":
                     return self.reply(200, {p: e.counts() for p, e in ns.entities.items()})
             self.reply(404, {"error": "not found"})

@@ -191,6 +191,10 @@ func TestDeadLetterKeepsPropertiesAndIsReadable(t *testing.T) {
 		t.Fatalf("queue still holds %+v", st.Messages)
 	}
 	dr := receiver(t, cl, "q", azservicebus.SubQueueDeadLetter)
+	peeked, err := dr.PeekMessages(ctx, 5, nil)
+	if err != nil || len(peeked) != 1 || *peeked[0].DeadLetterReason != reason {
+		t.Fatalf("peek of the DLQ: %v %+v", err, peeked)
+	}
 	d := receive(ctx, t, dr, 1, 5*time.Second)[0]
 	if *d.DeadLetterReason != reason || *d.DeadLetterErrorDescription != desc || string(d.Body) != "body bytes" ||
 		d.ApplicationProperties["orig"] != "kept" || *d.DeadLetterSource != "q" {
@@ -224,6 +228,9 @@ func TestLockExpiryRedeliversWithDeliveryCountRaised(t *testing.T) {
 	}
 	if again.DeliveryCount != 2 || *again.SequenceNumber != *first.SequenceNumber {
 		t.Fatalf("redelivery: count %d, seq %d", again.DeliveryCount, *again.SequenceNumber)
+	}
+	if n := emu.State("q").Counts["redelivered"]; n != 1 {
+		t.Fatalf("redelivered count %d, want 1", n)
 	}
 	// The first delivery's lock is gone: settling or renewing it fails.
 	if err := r.CompleteMessage(ctx, first, nil); !lockLost(err) {
@@ -297,6 +304,11 @@ func TestLockOutlivesConnection(t *testing.T) {
 	st := emu.State("q")
 	if len(st.Messages) != 1 || st.Messages[0].MessageID != "m2" || st.Messages[0].State != "active" || st.Messages[0].DeliveryCount != 2 {
 		t.Fatalf("state: %+v, want m2 back with its delivery counted", st.Messages)
+	}
+	// The link the messages came on is gone: both settlements went
+	// through $management.
+	if n := st.Operations["com.microsoft:update-disposition"]; n < 2 {
+		t.Fatalf("update-disposition served %d times, want the two settlements", n)
 	}
 }
 
