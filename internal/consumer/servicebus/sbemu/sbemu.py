@@ -50,7 +50,9 @@ What is modelled (and where it is simplified):
   - Sessions: the com.microsoft:session-filter on the attach (null = accept
     the next session with available messages, else that session), the
     session id and com.microsoft:locked-until-utc (.NET ticks) in the attach
-    reply; one receiver holds a session, its messages are delivered in
+    reply (AcceptNextSession waits for a free session with messages, up to
+    90% of com.microsoft:timeout, then detaches with com.microsoft:timeout);
+    one receiver holds a session, its messages are delivered in
     sequence order; the session lock expires (the link is detached with
     com.microsoft:session-lock-lost and its unsettled messages count a
     delivery) and is released when its link closes (same). A message's lock
@@ -687,7 +689,10 @@ class Broker(Handler):
             if sid is None:
                 props = link.remote_properties or {}
                 timeout = props.get(symbol("com.microsoft:timeout"))
-                secs = int(timeout) / 1000.0 if timeout is not None else DEFAULT_ACCEPT_SESSION_TIMEOUT
+                # Answered at 90% of the timeout asked for: the SDK asks for
+                # its own context deadline less a jitter that can be ~0, so
+                # an answer at the very instant would lose the race to it.
+                secs = int(timeout) * 0.9 / 1000.0 if timeout is not None else DEFAULT_ACCEPT_SESSION_TIMEOUT
                 link.kind = "waiting"
                 e.waiting.append((link, time.time() + secs))
                 # A timer of its own: the SDK's deadline is only a little

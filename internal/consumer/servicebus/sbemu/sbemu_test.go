@@ -247,14 +247,14 @@ func TestLockExpiryRedeliversWithDeliveryCountRaised(t *testing.T) {
 func TestRenewedLockOutlivesLockDuration(t *testing.T) {
 	t.Parallel()
 	emu, cl, ctx := setup(t)
-	emu.CreateQueue("q", sbemu.Entity{LockDuration: time.Second})
+	emu.CreateQueue("q", sbemu.Entity{LockDuration: 2 * time.Second})
 	send(ctx, t, cl, "q", msg("m1", "x"))
 	r := receiver(t, cl, "q", 0)
 	m := receive(ctx, t, r, 1, 5*time.Second)[0]
 	other := receiver(t, cl, "q", 0)
 	start := time.Now()
-	for time.Since(start) < 3500*time.Millisecond {
-		receiveNone(ctx, t, other, 400*time.Millisecond)
+	for time.Since(start) < 6*time.Second {
+		receiveNone(ctx, t, other, 700*time.Millisecond)
 		before := *m.LockedUntil
 		if err := r.RenewMessageLock(ctx, m, nil); err != nil {
 			t.Fatalf("renew after %s: %v", time.Since(start), err)
@@ -269,7 +269,7 @@ func TestRenewedLockOutlivesLockDuration(t *testing.T) {
 		}
 	}
 	if err := r.CompleteMessage(ctx, m, nil); err != nil {
-		t.Fatalf("complete after %s with a 1 s lock kept renewed: %v", time.Since(start), err)
+		t.Fatalf("complete after %s with a 2 s lock kept renewed: %v", time.Since(start), err)
 	}
 }
 
@@ -658,18 +658,22 @@ func TestSessionsDeliverInOrderToTheLockHolder(t *testing.T) {
 
 	// No session has available messages now: accepting the next one times out.
 	actx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	asked := time.Now()
 	_, err = cl.AcceptNextSessionForQueue(actx, "q", nil)
 	cancel()
 	var sbErr *azservicebus.Error
 	if !errors.As(err, &sbErr) || sbErr.Code != azservicebus.CodeTimeout {
 		t.Fatalf("accept next with no session available: %v, want CodeTimeout", err)
 	}
+	if waited := time.Since(asked); waited < 2*time.Second {
+		t.Fatalf("accept next answered after %s, want it to wait for a session most of the 3 s", waited)
+	}
 }
 
 func TestSessionLockRenewalAndExpiry(t *testing.T) {
 	t.Parallel()
 	emu, cl, ctx := setup(t)
-	emu.CreateQueue("q", sbemu.Entity{RequiresSession: true, LockDuration: time.Second})
+	emu.CreateQueue("q", sbemu.Entity{RequiresSession: true, LockDuration: 2 * time.Second})
 	send(ctx, t, cl, "q", sessionMsg("s", "m1", "a"), sessionMsg("s", "m2", "b"))
 	sr, err := cl.AcceptSessionForQueue(ctx, "q", "s", nil)
 	if err != nil {
@@ -681,8 +685,8 @@ func TestSessionLockRenewalAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	for time.Since(start) < 3*time.Second {
-		time.Sleep(300 * time.Millisecond)
+	for time.Since(start) < 5*time.Second {
+		time.Sleep(600 * time.Millisecond)
 		before := sr.LockedUntil()
 		if err := sr.RenewSessionLock(ctx, nil); err != nil {
 			t.Fatalf("renew session lock after %s: %v", time.Since(start), err)
@@ -694,9 +698,9 @@ func TestSessionLockRenewalAndExpiry(t *testing.T) {
 			t.Fatalf("stand-in session lock %v, SDK says %v", lu, sr.LockedUntil())
 		}
 	}
-	// Held three times the lock duration: the message still settles.
+	// Held 2.5 times the lock duration: the message still settles.
 	if err := sr.CompleteMessage(ctx, m, nil); err != nil {
-		t.Fatalf("complete after %s under a renewed 1 s session lock: %v", time.Since(start), err)
+		t.Fatalf("complete after %s under a renewed 2 s session lock: %v", time.Since(start), err)
 	}
 	state, err := sr.GetSessionState(ctx, nil)
 	if err != nil || string(state) != "progress" {
