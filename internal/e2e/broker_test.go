@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -202,7 +203,7 @@ type sbBroker struct {
 	emu    *sbemu.Emulator
 	sender *azservicebus.Sender
 	rdb    *redis.Client
-	db     int
+	db     int // the Redis database of this test's ledger
 }
 
 // redisDBs hands each Service Bus test a Redis database of its own: the
@@ -239,7 +240,14 @@ func takeRedisDB(t *testing.T) int {
 	}
 }
 
-const redisAddr = "127.0.0.1:6379"
+// redisAddr is the Redis of the Service Bus tests' ledger: REDIS_ADDR,
+// default 127.0.0.1:6379 (CI starts one).
+func redisAddr() string {
+	if a := os.Getenv("REDIS_ADDR"); a != "" {
+		return a
+	}
+	return "127.0.0.1:6379"
+}
 
 // ledgerPrefix is redisstore's default key prefix, which the worker uses.
 const ledgerPrefix = "graphops:ledger:"
@@ -247,12 +255,12 @@ const ledgerPrefix = "graphops:ledger:"
 func newSBBroker(t *testing.T, lock time.Duration) *sbBroker {
 	t.Helper()
 	db := takeRedisDB(t)
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr, DB: db})
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr(), DB: db})
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		t.Fatalf("Redis at %s (the Service Bus tests' ledger): %v", redisAddr, err)
+		t.Fatalf("Redis at %s is unreachable (%v): the Service Bus tests keep their ledger there; start redis-server (CI starts one) or set REDIS_ADDR, or run with -short", redisAddr(), err)
 	}
 	// What an earlier test left under the ledger's prefix in this database
 	// (pacer state above all) must not steer this one.
@@ -291,7 +299,7 @@ func (b *sbBroker) env() map[string]string {
 	return map[string]string{
 		"WORKER_SOURCE": "servicebus", "SERVICEBUS_CONNECTION_STRING": b.emu.ConnectionString(),
 		"SERVICEBUS_QUEUE": sbQueue, "SERVICEBUS_MAX_DELIVERY_COUNT": "10",
-		"LEDGER_STORE": "redis", "REDIS_ADDR": redisAddr, "REDIS_DB": strconv.Itoa(b.db),
+		"LEDGER_STORE": "redis", "REDIS_ADDR": redisAddr(), "REDIS_DB": strconv.Itoa(b.db),
 	}
 }
 
