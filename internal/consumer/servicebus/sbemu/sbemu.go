@@ -302,6 +302,9 @@ type State struct {
 	Counts   map[string]int          `json:"counts"`
 	Messages []Message               `json:"messages"`
 	Sessions map[string]SessionState `json:"sessions"`
+	// Operations counts the $management requests served so far, by
+	// operation (e.g. "com.microsoft:update-disposition"), namespace-wide.
+	Operations map[string]int `json:"operations"`
 }
 
 // InState returns the messages in state s.

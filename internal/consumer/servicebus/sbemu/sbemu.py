@@ -50,7 +50,9 @@ What is modelled (and where it is simplified):
   - Sessions: the com.microsoft:session-filter on the attach (null = accept
     the next session with available messages, else that session), the
     session id and com.microsoft:locked-until-utc (.NET ticks) in the attach
-    reply; one receiver holds a session, its messages are delivered in
+    reply (AcceptNextSession waits for a free session with messages, up to
+    90% of com.microsoft:timeout, then detaches with com.microsoft:timeout);
+    one receiver holds a session, its messages are delivered in
     sequence order; the session lock expires (the link is detached with
     com.microsoft:session-lock-lost and its unsettled messages count a
     delivery) and is released when its link closes (same). A message's lock
@@ -63,6 +65,11 @@ What is modelled (and where it is simplified):
     dropped.
   - Not modelled: message time-to-live and expiry, auto-forwarding,
     partitioning, transactions, quotas, authorisation, entity size limits.
+  - Runtime properties (azservicebus/admin GetQueueRuntimeProperties and
+    the like) are not served: the admin client always speaks HTTPS to the
+    connection string's host:port (internal/atom/entity_manager.go builds
+    "https://<host:port>/"), which is this AMQP listener, and the emulator
+    flag does not change that. Tests read counts from GET /state instead.
 """
 
 import base64
@@ -292,6 +299,7 @@ class Entity:
         self.sessions = {}  # session id -> Session
         self.waiting = []  # links waiting for AcceptNextSession, with deadlines
         self.next_seq = 1
+        self.redeliveries = 0  # deliveries of messages that had failed deliveries before
         self.dlq = None if parent else Entity(ns, path + "/" + DLQ, lock_ms, max_deliveries, False, 0, self)
 
     def is_dlq(self):
@@ -337,6 +345,7 @@ class Entity:
         for m in self.messages.values():
             c[m.state] += 1
         c["deadLettered"] = len(self.dlq.messages) if self.dlq else 0
+        c["redelivered"] = self.redeliveries
         return c
 
 
@@ -383,7 +392,7 @@ class Namespace:
         self.entities = {}  # path -> Entity (queues, subscriptions and their DLQs)
         self.topics = {}
         self.locks = {}  # lock token (uuid.UUID) -> Msg
-        self.dirty = True  # something may be deliverable
+        self.operations = {}  # $management operation -> requests served, for tests
 
     # Admin.
 
@@ -443,14 +452,12 @@ class Namespace:
             if not q.accepts(m):
                 log("duplicate dropped", m.message_id)
                 return None
-            self.dirty = True
             return q.enqueue(m)
         if not t.accepts(m):
             return None
         seq = t.take_seq()
         for sub in t.subs.values():
             sub.enqueue(m.copy(), seq)
-        self.dirty = True
         return seq
 
     # Locks.
@@ -484,7 +491,6 @@ class Namespace:
         m.lock_token = None
         m.lock_link = None
         m.locked_until = 0
-        self.dirty = True
 
     def complete(self, m):
         self.unlock(m)
@@ -528,7 +534,6 @@ class Namespace:
         m.annotations[symbol("x-opt-deadletter-source")] = e.path
         m.dl_reason, m.dl_description = reason, description
         m.deferred = False
-        m.dlq_enqueued = True
         e.dlq.messages[m.seq] = m
         m.entity = e.dlq
         m.state = "active"
@@ -559,7 +564,6 @@ class Namespace:
                 if m.state == "scheduled" and m.scheduled_ms <= t:
                     m.state = "active"
                     m.enqueued_ms = t
-                    self.dirty = True
                 elif m.state == "locked" and not e.requires_session and m.locked_until < t:
                     log("lock expired", e.path, m.seq)
                     self.abandon(m)
@@ -576,7 +580,6 @@ class Namespace:
         for m in list(e.messages.values()):
             if m.state == "locked" and m.session_id == s.id:
                 self.abandon(m)
-        self.dirty = True
 
     def next_session(self, e):
         """The unlocked session whose first available message is oldest."""
@@ -686,14 +689,16 @@ class Broker(Handler):
             if sid is None:
                 props = link.remote_properties or {}
                 timeout = props.get(symbol("com.microsoft:timeout"))
-                secs = int(timeout) / 1000.0 if timeout is not None else DEFAULT_ACCEPT_SESSION_TIMEOUT
+                # Answered at 90% of the timeout asked for: the SDK asks for
+                # its own context deadline less a jitter that can be ~0, so
+                # an answer at the very instant would lose the race to it.
+                secs = int(timeout) * 0.9 / 1000.0 if timeout is not None else DEFAULT_ACCEPT_SESSION_TIMEOUT
                 link.kind = "waiting"
                 e.waiting.append((link, time.time() + secs))
                 # A timer of its own: the SDK's deadline is only a little
                 # later than the timeout it asks for.
                 self.container.schedule(secs, Expire(self))
                 self.links.add(link)
-                self.ns.dirty = True
                 return  # answered by dispatch once a session is free, or by expire_waiting
             s = e.session(sid)
             if s.link is not None and s.locked_until >= now_ms():
@@ -927,6 +932,8 @@ class Broker(Handler):
             else:
                 link = ready[i % len(ready)]
                 i += 1
+            if m.delivery_count > 0:
+                e.redeliveries += 1
             tag, token = self.ns.lock_msg(m, link)
             d = link.delivery(tag)
             link.send(m.encode())
@@ -974,6 +981,7 @@ class Broker(Handler):
 
     def operation(self, op, path, e, body, link):
         ns = self.ns
+        ns.operations[op] = ns.operations.get(op, 0) + 1
         if op == "com.microsoft:renew-lock":
             exps = []
             for tok in elements(body.get("lock-tokens")):
@@ -1084,7 +1092,7 @@ def message_view(m):
         "sequenceNumber": m.seq,
         "messageId": m.message_id,
         "sessionId": m.session_id,
-        "state": "deferred" if (m.state == "locked" and m.deferred and m.lock_link is None) else m.state,
+        "state": m.state,
         "deliveryCount": m.delivery_count + 1,  # as the SDK reports it (header count + 1)
         "lockedUntilMs": m.locked_until if m.state == "locked" else None,
         "enqueuedTimeMs": m.enqueued_ms,
@@ -1127,7 +1135,8 @@ def make_admin(ns):
                                 for sid, s in e.sessions.items()}
                     return self.reply(200, {"entity": e.path, "counts": e.counts(),
                                             "messages": [message_view(m) for m in msgs],
-                                            "sessions": sessions})
+                                            "sessions": sessions,
+                                            "operations": dict(ns.operations)})
                 if u.path == "/entities":
                     return self.reply(200, {p: e.counts() for p, e in ns.entities.items()})
             self.reply(404, {"error": "not found"})

@@ -16,6 +16,9 @@ import (
 
 func setup(t *testing.T) (*sbemu.Emulator, *azservicebus.Client, context.Context) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: starts the stand-in and drives it through the SDK")
+	}
 	emu := sbemu.Start(t)
 	cl, err := azservicebus.NewClientFromConnectionString(emu.ConnectionString(), &azservicebus.ClientOptions{
 		RetryOptions: azservicebus.RetryOptions{MaxRetries: 2, RetryDelay: 50 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond},
@@ -191,6 +194,10 @@ func TestDeadLetterKeepsPropertiesAndIsReadable(t *testing.T) {
 		t.Fatalf("queue still holds %+v", st.Messages)
 	}
 	dr := receiver(t, cl, "q", azservicebus.SubQueueDeadLetter)
+	peeked, err := dr.PeekMessages(ctx, 5, nil)
+	if err != nil || len(peeked) != 1 || *peeked[0].DeadLetterReason != reason {
+		t.Fatalf("peek of the DLQ: %v %+v", err, peeked)
+	}
 	d := receive(ctx, t, dr, 1, 5*time.Second)[0]
 	if *d.DeadLetterReason != reason || *d.DeadLetterErrorDescription != desc || string(d.Body) != "body bytes" ||
 		d.ApplicationProperties["orig"] != "kept" || *d.DeadLetterSource != "q" {
@@ -225,6 +232,9 @@ func TestLockExpiryRedeliversWithDeliveryCountRaised(t *testing.T) {
 	if again.DeliveryCount != 2 || *again.SequenceNumber != *first.SequenceNumber {
 		t.Fatalf("redelivery: count %d, seq %d", again.DeliveryCount, *again.SequenceNumber)
 	}
+	if n := emu.State("q").Counts["redelivered"]; n != 1 {
+		t.Fatalf("redelivered count %d, want 1", n)
+	}
 	// The first delivery's lock is gone: settling or renewing it fails.
 	if err := r.CompleteMessage(ctx, first, nil); !lockLost(err) {
 		t.Fatalf("complete after expiry: %v, want CodeLockLost", err)
@@ -240,14 +250,14 @@ func TestLockExpiryRedeliversWithDeliveryCountRaised(t *testing.T) {
 func TestRenewedLockOutlivesLockDuration(t *testing.T) {
 	t.Parallel()
 	emu, cl, ctx := setup(t)
-	emu.CreateQueue("q", sbemu.Entity{LockDuration: time.Second})
+	emu.CreateQueue("q", sbemu.Entity{LockDuration: 2 * time.Second})
 	send(ctx, t, cl, "q", msg("m1", "x"))
 	r := receiver(t, cl, "q", 0)
 	m := receive(ctx, t, r, 1, 5*time.Second)[0]
 	other := receiver(t, cl, "q", 0)
 	start := time.Now()
-	for time.Since(start) < 3500*time.Millisecond {
-		receiveNone(ctx, t, other, 400*time.Millisecond)
+	for time.Since(start) < 6*time.Second {
+		receiveNone(ctx, t, other, 700*time.Millisecond)
 		before := *m.LockedUntil
 		if err := r.RenewMessageLock(ctx, m, nil); err != nil {
 			t.Fatalf("renew after %s: %v", time.Since(start), err)
@@ -262,7 +272,7 @@ func TestRenewedLockOutlivesLockDuration(t *testing.T) {
 		}
 	}
 	if err := r.CompleteMessage(ctx, m, nil); err != nil {
-		t.Fatalf("complete after %s with a 1 s lock kept renewed: %v", time.Since(start), err)
+		t.Fatalf("complete after %s with a 2 s lock kept renewed: %v", time.Since(start), err)
 	}
 }
 
@@ -297,6 +307,11 @@ func TestLockOutlivesConnection(t *testing.T) {
 	st := emu.State("q")
 	if len(st.Messages) != 1 || st.Messages[0].MessageID != "m2" || st.Messages[0].State != "active" || st.Messages[0].DeliveryCount != 2 {
 		t.Fatalf("state: %+v, want m2 back with its delivery counted", st.Messages)
+	}
+	// The link the messages came on is gone: both settlements went
+	// through $management.
+	if n := st.Operations["com.microsoft:update-disposition"]; n < 2 {
+		t.Fatalf("update-disposition served %d times, want the two settlements", n)
 	}
 }
 
@@ -646,18 +661,22 @@ func TestSessionsDeliverInOrderToTheLockHolder(t *testing.T) {
 
 	// No session has available messages now: accepting the next one times out.
 	actx, cancel = context.WithTimeout(ctx, 3*time.Second)
+	asked := time.Now()
 	_, err = cl.AcceptNextSessionForQueue(actx, "q", nil)
 	cancel()
 	var sbErr *azservicebus.Error
 	if !errors.As(err, &sbErr) || sbErr.Code != azservicebus.CodeTimeout {
 		t.Fatalf("accept next with no session available: %v, want CodeTimeout", err)
 	}
+	if waited := time.Since(asked); waited < 2*time.Second {
+		t.Fatalf("accept next answered after %s, want it to wait for a session most of the 3 s", waited)
+	}
 }
 
 func TestSessionLockRenewalAndExpiry(t *testing.T) {
 	t.Parallel()
 	emu, cl, ctx := setup(t)
-	emu.CreateQueue("q", sbemu.Entity{RequiresSession: true, LockDuration: time.Second})
+	emu.CreateQueue("q", sbemu.Entity{RequiresSession: true, LockDuration: 2 * time.Second})
 	send(ctx, t, cl, "q", sessionMsg("s", "m1", "a"), sessionMsg("s", "m2", "b"))
 	sr, err := cl.AcceptSessionForQueue(ctx, "q", "s", nil)
 	if err != nil {
@@ -669,8 +688,8 @@ func TestSessionLockRenewalAndExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	for time.Since(start) < 3*time.Second {
-		time.Sleep(300 * time.Millisecond)
+	for time.Since(start) < 5*time.Second {
+		time.Sleep(600 * time.Millisecond)
 		before := sr.LockedUntil()
 		if err := sr.RenewSessionLock(ctx, nil); err != nil {
 			t.Fatalf("renew session lock after %s: %v", time.Since(start), err)
@@ -682,9 +701,9 @@ func TestSessionLockRenewalAndExpiry(t *testing.T) {
 			t.Fatalf("stand-in session lock %v, SDK says %v", lu, sr.LockedUntil())
 		}
 	}
-	// Held three times the lock duration: the message still settles.
+	// Held 2.5 times the lock duration: the message still settles.
 	if err := sr.CompleteMessage(ctx, m, nil); err != nil {
-		t.Fatalf("complete after %s under a renewed 1 s session lock: %v", time.Since(start), err)
+		t.Fatalf("complete after %s under a renewed 2 s session lock: %v", time.Since(start), err)
 	}
 	state, err := sr.GetSessionState(ctx, nil)
 	if err != nil || string(state) != "progress" {
