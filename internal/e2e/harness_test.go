@@ -49,10 +49,22 @@ type cluster struct {
 // workers' environment.
 func newCluster(t *testing.T, kind string, simCfg graphsim.Config, env map[string]string) *cluster {
 	t.Helper()
+	skipWithoutWorker(t)
+	return newClusterOn(t, newBroker(t, kind, env), simCfg, env)
+}
+
+// skipWithoutWorker skips a process-level test under -short.
+func skipWithoutWorker(t *testing.T) {
+	t.Helper()
 	if workerBin == "" {
 		t.Skip("process-level integration test: skipped under -short")
 	}
-	b := newBroker(t, kind, env)
+}
+
+// newClusterOn is newCluster on a broker the test made.
+func newClusterOn(t *testing.T, b broker, simCfg graphsim.Config, env map[string]string) *cluster {
+	t.Helper()
+	skipWithoutWorker(t)
 	simCfg.Token = testToken
 	sim := graphsim.New(simCfg)
 	simURL, err := sim.Start()
