@@ -51,6 +51,14 @@ func (g *gate) Enter(ctx context.Context, key string) (leave func(), err error) 
 	}
 }
 
+// Held reports whether a job holds key now (for a log line: by the time
+// Enter runs, it may have been let go).
+func (g *gate) Held(key string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.keys[key] != nil
+}
+
 func (g *gate) leave(key string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

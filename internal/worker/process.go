@@ -71,7 +71,11 @@ func (j *job) enterGate() *Outcome {
 		ctx, cancel = contextWithTimeout(j.ctx, j.p.cfg.HandbackAfter-j.p.Now().Sub(j.received))
 	}
 	defer cancel()
-	leave, err := j.p.requests.Enter(ctx, identityOf(j.cmd).Request)
+	key := identityOf(j.cmd).Request
+	if j.p.requests.Held(key) {
+		j.info("waiting", "wait", "busy", "why", "request id busy in this process: queued behind the command before it")
+	}
+	leave, err := j.p.requests.Enter(ctx, key)
 	if err == nil {
 		j.leaveGate = leave
 		return nil
