@@ -395,6 +395,7 @@ func (j *job) execute() {
 		// Leases are renewed during the call too: a slow call must not let
 		// another replica take the command over while it is in flight.
 		j.renewDuring(func() { result, err = j.call() })
+		j.claim.Answered(answerOf(result, err))
 		j.debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
 		if err == nil {
 			j.pacerOf(op).Succeeded()
@@ -449,6 +450,22 @@ func (j *job) execute() {
 			return
 		}
 	}
+}
+
+// answerOf is what the ledger's history keeps of a write call's answer.
+func answerOf(r graphops.Result, err error) ledger.Answer {
+	if err == nil {
+		return ledger.Answer{ClientRequestID: r.ClientRequestID, GraphStatus: r.Status, GraphRequestID: r.GraphRequestID}
+	}
+	var ge *graphops.Error
+	if errors.As(err, &ge) {
+		return ledger.Answer{ClientRequestID: ge.ClientRequestID, GraphStatus: ge.Status, GraphCode: ge.Code, GraphRequestID: ge.GraphRequestID}
+	}
+	var te *graphops.TransportError
+	if errors.As(err, &te) {
+		return ledger.Answer{ClientRequestID: te.ClientRequestID}
+	}
+	return ledger.Answer{}
 }
 
 // graphTimeoutMargin is how long before a lease runs out a call may still
