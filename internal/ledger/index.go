@@ -142,8 +142,11 @@ func read[T any](ctx context.Context, s Store, key string) (v T, ok bool, err er
 	return v, true, nil
 }
 
-// SplitRequest splits an Identity.Request as the worker writes it,
-// "<short type>:<request id>", into its parts.
+// RequestOf is the Identity.Request of a command of short type typ for the
+// Graph request requestID (ids compare case-insensitively, as Graph's do).
+func RequestOf(typ, requestID string) string { return typ + ":" + strings.ToLower(requestID) }
+
+// SplitRequest splits an Identity.Request made by RequestOf into its parts.
 func SplitRequest(request string) (typ, requestID string) {
 	typ, requestID, _ = strings.Cut(request, ":")
 	return typ, requestID

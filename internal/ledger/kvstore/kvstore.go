@@ -15,6 +15,7 @@
 package kvstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -145,6 +146,33 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option
 		subject:   "$KV." + cfg.Bucket + ".",
 		retention: cfg.Retention,
 		perKeyTTL: perKeyTTL,
+	}, nil
+}
+
+// Open returns a store on the existing bucket cfg.Bucket, leaving its
+// configuration as it is: for readers such as `worker history`, which must
+// not create a ledger where there is none. A missing bucket is
+// jetstream.ErrBucketNotFound.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
+	}
+	stream, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
+	}
+	sc := stream.CachedInfo().Config
+	return &Store{
+		js:        js,
+		kv:        kv,
+		stream:    stream,
+		subject:   "$KV." + cfg.Bucket + ".",
+		retention: cmp.Or(sc.MaxAge, cfg.Retention),
+		perKeyTTL: sc.AllowMsgTTL,
 	}, nil
 }
 
