@@ -46,6 +46,7 @@ type Hooks struct {
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks) error {
 	m := metrics.New()
 	var draining, started, storeDown atomic.Bool
+	warnRoleRequests(cfg, log)
 
 	// Graph first: bad credentials or URL stop start-up before any message
 	// is touched.

@@ -446,7 +446,11 @@ func (j *job) execute() {
 			}
 		default:
 			j.pacerOf(op).Failed()
-			j.graphRejected("")
+			why := ""
+			if cmd.Type == command.TypeRoleRequestUpdate && graphops.SaysRetired(err) {
+				why = graphops.RoleRequestRetired
+			}
+			j.graphRejected(why)
 			return
 		}
 	}

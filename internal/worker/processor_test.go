@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -364,5 +365,47 @@ func TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter(t *testing.T) {
 	m.mu.Unlock()
 	if after != during {
 		t.Errorf("keep-alives went on after the job ended: %d, then %d", during, after)
+	}
+}
+
+func TestARetiredRoleRequestAPIIsDeadLetteredSayingSoAndTheAttemptIsInTheHistory(t *testing.T) {
+	r := newRig(t, worker.Config{})
+	gone := &graphops.Error{Operation: graphops.OpRoleRequestUpdate, Status: 400, Code: "BadRequest",
+		Message: "Resource not found for the segment 'privilegedAccess'.", GraphRequestID: "g-gone", ClientRequestID: "crid-gone"}
+	r.graph.script = []error{gone}
+	var role []byte
+	for _, e := range command.Examples() {
+		if strings.HasPrefix(e.Name, "role-request-update") {
+			role = e.Data
+		}
+	}
+	if role == nil {
+		t.Fatal("no role request update example")
+	}
+	m := &fakeMsg{data: role, delivery: 1}
+	r.proc.Handle(m)
+	if len(r.dead.entries) != 1 || m.acked != 1 {
+		t.Fatalf("dead letters %+v, acked %d", r.dead.entries, m.acked)
+	}
+	e := r.dead.entries[0]
+	if e.Reason != dlq.ReasonGraphRejected || !strings.HasPrefix(e.Description, graphops.RoleRequestRetired) ||
+		!strings.Contains(e.Description, "g-gone") {
+		t.Errorf("dead letter %s %q: want graph_rejected saying the API is retired, with Graph's answer", e.Reason, e.Description)
+	}
+	found, err := ledger.ByCommandID(context.Background(), r.store, e.CommandID)
+	if err != nil || len(found) != 1 {
+		t.Fatalf("ledger has %+v (%v)", found, err)
+	}
+	h := found[0].Record.History
+	if len(h) != 1 || h[0].GraphStatus != 400 || h[0].GraphRequestID != "g-gone" || h[0].ClientRequestID != "crid-gone" || h[0].GraphCode != "BadRequest" {
+		t.Errorf("history %+v: want the one refused attempt", h)
+	}
+
+	// A resume refused with the same words is not about the retired API.
+	r = newRig(t, worker.Config{})
+	r.graph.script = []error{gone}
+	r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1})
+	if len(r.dead.entries) != 1 || strings.Contains(r.dead.entries[0].Description, "retired") {
+		t.Errorf("resume dead letter %+v: must not blame the PIM retirement", r.dead.entries)
 	}
 }
