@@ -107,6 +107,8 @@ type Record struct {
 	Earlier     *Earlier  `json:"earlier,omitempty"`
 	Replays     int       `json:"replays,omitempty"`
 	DuplicateOf string    `json:"duplicate_of,omitempty"`
+	// Indexed: the command is in the index of command ids (IndexKey).
+	Indexed bool `json:"indexed,omitempty"`
 }
 
 // holds reports whether the record keeps its request closed at now: a
@@ -271,7 +273,7 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 	var (
 		decision Decision
 		found    *Claim // what Begin answers when it does not claim
-		isNew    bool   // the command is new to the ledger
+		isNew    bool   // the command is not in the index yet
 	)
 	err = l.retryCAS(ctx, c.reqKey, func() error {
 		doc, rev, err := l.load(ctx, c.reqKey)
@@ -286,17 +288,17 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 			d, take := decide(cur, id, replay, now)
 			if !take {
 				decision, found = d, &Claim{l: l, Record: cur}
-				if d == Duplicate && !cur.SameCommand(id) {
-					return l.noteDuplicate(ctx, c.reqKey, doc, rev, id, cur, now, &isNew)
-				}
 				isNew = false
+				if d == Duplicate && !cur.SameCommand(id) {
+					return l.noteDuplicate(ctx, c.reqKey, doc, rev, id, cur, now)
+				}
 				return nil
 			}
 			switch {
 			case cur.SameCommand(id):
 				// The same command again: its history goes on.
-				isNew = false
-				next.History, next.Earlier, next.Replays = cur.History, cur.Earlier, cur.Replays
+				isNew = !cur.Indexed
+				next.History, next.Earlier, next.Replays, next.Indexed = cur.History, cur.Earlier, cur.Replays, cur.Indexed
 				if !cur.Since.IsZero() {
 					next.Since = cur.Since
 				}
@@ -344,11 +346,6 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 		return 0, nil, err
 	}
 	if decision != Claimed {
-		if isNew {
-			if err := l.index(ctx, id); err != nil {
-				return 0, nil, err
-			}
-		}
 		return decision, found, nil
 	}
 	if !isNew {
@@ -357,35 +354,39 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 	return l.indexed(ctx, c, id)
 }
 
-// indexed writes the index entry of a command freshly claimed by c. A claim
-// whose command cannot be indexed is given up, so that the command comes
-// back and is indexed then.
+// indexed writes the index entry of a command claimed by c that is not in
+// the index yet; the claim's next write records that it is (Record.Indexed).
+// A claim whose command cannot be indexed is given up, so that the command
+// comes back and is indexed then.
 func (l *Ledger) indexed(ctx context.Context, c *Claim, id Identity) (Decision, *Claim, error) {
 	if err := l.index(ctx, id); err != nil {
 		_ = c.Release(ctx) // if this fails too, the lease runs out
 		return 0, nil, err
 	}
+	c.Record.Indexed = true
 	return Claimed, c, nil
 }
 
 // noteDuplicate records, once, that the command id repeats cur, an applied
-// command of another id: `worker history` lists duplicates too. It sets
-// *isNew when it wrote the record.
+// command of another id: `worker history` lists duplicates too. The index
+// entry comes first: an entry without its record is harmless (lookups
+// match records), a record missing from the index would not be found.
 func (l *Ledger) noteDuplicate(ctx context.Context, reqKey string, doc RequestRecord, rev uint64,
-	id Identity, cur Record, now time.Time, isNew *bool) error {
+	id Identity, cur Record, now time.Time) error {
 	key := KeyOf("dup", id.Source, id.ID)
-	*isNew = false
 	if _, ok := doc.Commands[key]; ok {
 		return nil
 	}
+	if err := l.index(ctx, id); err != nil {
+		return err
+	}
 	dup := Record{State: StateDuplicate, Source: id.Source, ID: id.ID, BodyHash: id.BodyHash,
-		Since: now, SettledAt: now, DuplicateOf: cur.ID}
+		Since: now, SettledAt: now, DuplicateOf: cur.ID, Indexed: true}
 	ndoc := doc.with(key, dup, now, l.cfg.Retention)
 	_, err := l.update(ctx, "claim", reqKey, ndoc, rev)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
 		return errLostRace
 	}
-	*isNew = err == nil
 	return err
 }
 

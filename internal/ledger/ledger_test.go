@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -456,6 +457,19 @@ func (s *countingStore) Update(ctx context.Context, k string, v []byte, rev uint
 	return s.Store.Update(ctx, k, v, rev, ttl)
 }
 
+// failingIndex fails the next n writes of index entries.
+type failingIndex struct {
+	ledger.Store
+	n atomic.Int64
+}
+
+func (s *failingIndex) Create(ctx context.Context, k string, v []byte, ttl time.Duration) (uint64, error) {
+	if strings.HasPrefix(k, "index.") && s.n.Add(-1) >= 0 {
+		return 0, errors.New("store unavailable")
+	}
+	return s.Store.Create(ctx, k, v, ttl)
+}
+
 // only returns the one record found, failing t otherwise.
 func only(t *testing.T, found []ledger.Found, err error) ledger.Record {
 	t.Helper()
@@ -516,6 +530,26 @@ func runHistoryCases(t *testing.T, b backend) {
 		}
 		if none, err := ledger.ByCommandID(ctx, s, "cmd-unknown"); err != nil || len(none) != 0 {
 			t.Errorf("unknown id found %+v (%v)", none, err)
+		}
+	})
+
+	t.Run("a command whose index write failed is not claimed, and is indexed when it comes back", func(t *testing.T) {
+		s := &failingIndex{Store: b.open(t, time.Hour)}
+		s.n.Store(1)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		if d, _, err := l.Begin(ctx, identity("cmd-1", "h1"), false); err == nil {
+			t.Fatalf("Begin = %s without error, want the index failure", d)
+		}
+		d, cl, err := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("again: %s (%v), want claimed: the first claim must have been released", d, err)
+		}
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		if r := byID(t, s, "cmd-1"); r.State != ledger.StateApplied || !r.Indexed {
+			t.Errorf("record %+v, want applied and indexed", r)
 		}
 	})
 
