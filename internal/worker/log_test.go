@@ -12,6 +12,7 @@ import (
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/memstore"
 	"github.com/graphops/worker/internal/worker"
 	"github.com/graphops/worker/metrics"
 )
@@ -44,7 +45,7 @@ func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
 	throttled := throttle(10 * time.Millisecond).(*graphops.Error)
 	throttled.GraphRequestID, throttled.ClientRequestID = "g-throttled", "c-throttled"
 	graph.script = []error{throttled}
-	led, err := ledger.New(newMemStore(), ledger.Config{Owner: "test", Lease: 30 * time.Second})
+	led, err := ledger.New(memstore.New(0), ledger.Config{Owner: "test", Lease: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestDeadLetterLinesDescribeGraphOnlyWhenItAnswered(t *testing.T) {
 			var sink bytes.Buffer
 			log := slog.New(slog.NewJSONHandler(&sink, nil))
 			graph := &fakeGraph{status: graphops.StatusWaitingForCallback, script: c.script}
-			led, err := ledger.New(newMemStore(), ledger.Config{Owner: "test", Lease: 30 * time.Second})
+			led, err := ledger.New(memstore.New(0), ledger.Config{Owner: "test", Lease: 30 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

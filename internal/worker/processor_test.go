@@ -13,75 +13,13 @@ import (
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/memstore"
 	"github.com/graphops/worker/internal/worker"
 	"github.com/graphops/worker/metrics"
 )
 
 // Unit tests of the processor's edges with fakes; the whole flow against
 // real JetStream and HTTP is tested in internal/app and internal/e2e.
-
-// memStore is an in-memory ledger.Store.
-type memStore struct {
-	mu   sync.Mutex
-	m    map[string]ledger.Entry
-	rev  uint64
-	fail error
-}
-
-func newMemStore() *memStore { return &memStore{m: map[string]ledger.Entry{}} }
-
-func (s *memStore) Get(_ context.Context, k string) (ledger.Entry, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return ledger.Entry{}, s.fail
-	}
-	e, ok := s.m[k]
-	if !ok {
-		return e, ledger.ErrNotFound
-	}
-	return e, nil
-}
-
-func (s *memStore) Create(_ context.Context, k string, v []byte, _ time.Duration) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return 0, s.fail
-	}
-	if _, ok := s.m[k]; ok {
-		return 0, ledger.ErrExists
-	}
-	s.rev++
-	s.m[k] = ledger.Entry{Value: v, Revision: s.rev}
-	return s.rev, nil
-}
-
-func (s *memStore) Update(_ context.Context, k string, v []byte, rev uint64, _ time.Duration) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return 0, s.fail
-	}
-	if e, ok := s.m[k]; !ok || e.Revision != rev {
-		return 0, ledger.ErrConflict
-	}
-	s.rev++
-	s.m[k] = ledger.Entry{Value: v, Revision: s.rev}
-	return s.rev, nil
-}
-
-func (s *memStore) Delete(_ context.Context, k string, rev uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.m[k]; ok {
-		if e.Revision != rev {
-			return ledger.ErrConflict
-		}
-		delete(s.m, k)
-	}
-	return nil
-}
 
 // fakeMsg is one delivery.
 type fakeMsg struct {
@@ -185,7 +123,7 @@ func (d *fakeDLQ) Put(_ context.Context, e dlq.Entry, _ string) (uint64, error) 
 }
 
 type rig struct {
-	store   *memStore
+	store   *memstore.Store
 	graph   *fakeGraph
 	dead    *fakeDLQ
 	settled []worker.Settled
@@ -195,7 +133,7 @@ type rig struct {
 
 func newRig(t *testing.T, cfg worker.Config) *rig {
 	t.Helper()
-	r := &rig{store: newMemStore(), graph: &fakeGraph{status: graphops.StatusWaitingForCallback}, dead: &fakeDLQ{}}
+	r := &rig{store: memstore.New(0), graph: &fakeGraph{status: graphops.StatusWaitingForCallback}, dead: &fakeDLQ{}}
 	led, err := ledger.New(r.store, ledger.Config{Owner: "test", Lease: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -269,7 +207,7 @@ func TestADrainDuringTheLastDeliveryDeadLettersInsteadOfDroppingIt(t *testing.T)
 
 func TestAnUnreachableLedgerHandsTheMessageBackWithoutACall(t *testing.T) {
 	r := newRig(t, worker.Config{})
-	r.store.fail = errors.New("connection refused")
+	r.store.Fail(errors.New("connection refused"))
 	m := &fakeMsg{data: seed(t), delivery: 1}
 	r.proc.Handle(m)
 	if r.graph.writes != 0 || m.acked != 0 || len(m.handedBack) != 1 {

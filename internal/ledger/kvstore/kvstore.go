@@ -404,32 +404,10 @@ func isWrongLastSeq(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
-// maxKeyLen is the longest key of the ledger.Store contract.
-const maxKeyLen = 200
-
-// validKey checks the ledger.Store key contract: 1 to 200 bytes of
-// [a-z0-9._-]; and, because a NATS subject cannot have empty tokens, no
-// leading or trailing dot and no two dots in a row.
+// validKey checks the ledger.Store key contract (ledger.ValidKey).
 func validKey(key string) error {
-	if key == "" || len(key) > maxKeyLen {
-		return fmt.Errorf("kvstore: invalid key %q: length %d not in 1..%d", truncate(key), len(key), maxKeyLen)
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("kvstore: invalid key %q: byte %#x at %d is not one of [a-z0-9._-]", truncate(key), c, i)
-		}
-		if c == '.' && (i == 0 || i == len(key)-1 || key[i-1] == '.') {
-			return fmt.Errorf("kvstore: invalid key %q: dots must separate non-empty parts", truncate(key))
-		}
+	if err := ledger.ValidKey(key); err != nil {
+		return fmt.Errorf("kvstore: %w", err)
 	}
 	return nil
-}
-
-// truncate shortens a key for an error message.
-func truncate(key string) string {
-	if len(key) > 64 {
-		return key[:64] + "…"
-	}
-	return key
 }
