@@ -42,16 +42,19 @@ func History(ctx context.Context, cfg *config.Config, args []string, out io.Writ
 			}
 			i = len(args)
 		case strings.HasPrefix(a, "-"):
-			return &UsageError{"worker history: unknown flag " + a + " (want ID [--json])"}
+			return &UsageError{"unknown flag " + a + " (want ID [--json])"}
 		default:
 			id = a
 			ids++
 		}
 	}
 	if ids != 1 {
-		return &UsageError{"worker history: want one ID: a command id, or a request id (accessPackageAssignmentRequestId, or privilegedAccessId/governanceRoleAssignmentRequestId)"}
+		return &UsageError{"want one ID: a command id, or a request id (accessPackageAssignmentRequestId, or privilegedAccessId/governanceRoleAssignmentRequestId)"}
 	}
 
+	if err := history.CheckID(id); err != nil {
+		return &UsageError{err.Error()}
+	}
 	ctx, cancel := context.WithTimeout(ctx, historyTimeout)
 	defer cancel()
 	store, closeStore, err := openLedgerForReading(ctx, cfg)
@@ -60,9 +63,6 @@ func History(ctx context.Context, cfg *config.Config, args []string, out io.Writ
 	}
 	defer closeStore()
 	entries, err := history.Find(ctx, store, id)
-	if errors.Is(err, history.ErrBadID) {
-		return &UsageError{"worker history: " + err.Error()}
-	}
 	if err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ const maxIDLen = 1024
 // privilegedAccessId/governanceRoleAssignmentRequestId), duplicates
 // included. ErrUnknown when there is none.
 func Find(ctx context.Context, s ledger.Store, id string) ([]Entry, error) {
-	if err := checkID(id); err != nil {
+	if err := CheckID(id); err != nil {
 		return nil, err
 	}
 	found, err := ledger.ByCommandID(ctx, s, id)
@@ -122,9 +122,9 @@ func Find(ctx context.Context, s ledger.Store, id string) ([]Entry, error) {
 	return out, nil
 }
 
-// checkID refuses what cannot be an id: empty, overlong, or with control
-// characters or spaces (which no command's id or request id has).
-func checkID(id string) error {
+// CheckID refuses what cannot be an id: empty, overlong, or with control
+// characters or spaces (which no command's id or request id has): ErrBadID.
+func CheckID(id string) error {
 	if id == "" || len(id) > maxIDLen {
 		return fmt.Errorf("%w: %d bytes", ErrBadID, len(id))
 	}
