@@ -16,6 +16,7 @@ import (
 
 	"github.com/graphops/worker/internal/app"
 	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/history"
 )
 
 const usage = `graphops worker: Microsoft Graph calls from a queue, exactly once.
@@ -29,6 +30,12 @@ Usage:
   worker dlq show ID              one dead letter: headers and the original message
   worker dlq replay ID...|--all   republish to the original subject, then remove
   worker dlq purge [--yes]        delete every dead letter (asks unless --yes)
+  worker history ID [--json]      what happened to a command: every command the ledger knows
+                                  for a command id or a request id (accessPackageAssignmentRequestId,
+                                  or privilegedAccessId/governanceRoleAssignmentRequestId), oldest
+                                  first, with each write call; reads LEDGER_STORE (JetStream KV via
+                                  NATS_URL, or Redis via REDIS_ADDR); exit 0 found, 1 unknown ID,
+                                  2 bad argument or unreachable store
   worker bench throughput|pacing  load harness, in binaries built with -tags bench:
                                   see docs/PERFORMANCE.md
   worker help                     this text
@@ -54,7 +61,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 0
 	case "bench": // parses its own flags; needs no worker settings
 		return benchMain(ctx, args, stdout, stderr)
-	case "run", "dev", "submit", "dlq":
+	case "run", "dev", "submit", "dlq", "history":
 	default:
 		fmt.Fprintf(stderr, "worker: unknown command %q (see worker --help)\n", verb)
 		return 2
@@ -107,6 +114,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = app.Submit(ctx, cfg, in, stdout)
 	case "dlq":
 		err = app.DLQ(ctx, cfg, args, stdin, stdout, log)
+	case "history":
+		if err = app.History(ctx, cfg, args, stdout); err != nil {
+			fmt.Fprintf(stderr, "worker history: %v\n", err)
+			if errors.Is(err, history.ErrUnknown) {
+				return 1
+			}
+			return 2 // a bad argument, or a store that cannot be read
+		}
+		return 0
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "worker %s: %v\n", verb, err)

@@ -4,6 +4,11 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/kvstore"
+	"github.com/graphops/worker/internal/natsembed/natstest"
 )
 
 func TestBadConfigurationStopsStartUpWithOneLineNamingTheSetting(t *testing.T) {
@@ -30,7 +35,7 @@ func TestHelpDocumentsEveryCommandAndSetting(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	for _, want := range []string{"worker dev", "worker submit", "dlq list", "dlq replay", "dlq purge", "--yes",
-		"NATS_URL", "--nats-url", "GRAPH_TOKEN", "WORKER_DRY_RUN", "SHUTDOWN_GRACE", "LEDGER_STORE"} {
+		"NATS_URL", "--nats-url", "GRAPH_TOKEN", "WORKER_DRY_RUN", "SHUTDOWN_GRACE", "LEDGER_STORE", "worker history", "--json"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help does not mention %s", want)
 		}
@@ -44,5 +49,75 @@ func TestUnknownCommandsAndMissingArgumentsAreUsageErrors(t *testing.T) {
 		if code := run(args, strings.NewReader(""), &out, &errOut); code != 2 {
 			t.Errorf("%v: exit %d (stderr %q), want 2", args, code, errOut.String())
 		}
+	}
+}
+
+func TestHistoryExitStatuses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: embedded JetStream on loopback")
+	}
+	srv := natstest.Server(t)
+	run1 := func(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+		t.Helper()
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		var out, errOut bytes.Buffer
+		code := run(append([]string{"history"}, args...), strings.NewReader(""), &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+	nats := map[string]string{"NATS_URL": srv.URL(), "LEDGER_BUCKET": "HISTORY_CLI"}
+
+	t.Run("before any ledger exists an id is unknown", func(t *testing.T) {
+		if code, _, errOut := run1(t, nats, "cmd-1"); code != 1 || !strings.Contains(errOut, "HISTORY_CLI") {
+			t.Errorf("exit %d (%q), want 1 naming the missing bucket", code, errOut)
+		}
+	})
+
+	// One applied command, written as the worker writes it.
+	_, js := natstest.Connect(t, srv.URL())
+	s, err := kvstore.New(t.Context(), js, kvstore.Config{Bucket: "HISTORY_CLI"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := ledger.New(s, ledger.Config{Owner: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ledger.Identity{Source: "urn:t", ID: "cmd-1", Request: ledger.RequestOf("resume", "req-1"), Key: ledger.KeyOf("callout", "req-1", "i")}
+	_, cl, err := l.Begin(t.Context(), id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Attempted(time.Now())
+	cl.Answered(ledger.Answer{ClientRequestID: "crid", GraphStatus: 204, GraphRequestID: "graph-1"})
+	if err := cl.Applied(t.Context(), 204, "graph-1", false); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name string
+		env  map[string]string
+		args []string
+		want int
+		out  string // in stdout
+	}{
+		{"a known command id is found, as JSON", nats, []string{"cmd-1", "--json"}, 0, `"graph_request_id":"graph-1"`},
+		{"a known request id is found, as a table", nats, []string{"REQ-1"}, 0, "applied"},
+		{"an unknown id exits 1", nats, []string{"cmd-2"}, 1, ""},
+		{"no id is a usage error", nats, nil, 2, ""},
+		{"two ids are a usage error", nats, []string{"a", "b"}, 2, ""},
+		{"an unknown flag is a usage error", nats, []string{"--yaml", "cmd-1"}, 2, ""},
+		{"an id with a space is a bad argument", nats, []string{"cmd 1"}, 2, ""},
+		{"an unreachable broker exits 2", map[string]string{"NATS_URL": "nats://127.0.0.1:1"}, []string{"cmd-1"}, 2, ""},
+		{"an unreachable Redis exits 2", map[string]string{"LEDGER_STORE": "redis", "REDIS_ADDR": "127.0.0.1:1"}, []string{"cmd-1"}, 2, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, out, errOut := run1(t, c.env, c.args...)
+			if code != c.want || !strings.Contains(out, c.out) {
+				t.Errorf("exit %d, stdout %q, stderr %q; want %d and %q", code, out, errOut, c.want, c.out)
+			}
+		})
 	}
 }

@@ -48,6 +48,7 @@ type Hooks struct {
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks) error {
 	m := metrics.New()
 	var draining, started, storeDown atomic.Bool
+	warnRoleRequests(cfg, log)
 
 	// Graph first: bad credentials or URL stop start-up before any message
 	// is touched.
@@ -168,9 +169,6 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Outcomes: outcomes, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
 	proc.Store(p)
-	if cfg.RoleRequestUpdate == "on" {
-		log.Warn("GRAPH_ROLE_REQUEST_UPDATE is on: role request updates call Graph's PIM iteration 2 API (/beta/privilegedAccess), which Microsoft retired; for Azure resources it stopped returning data on 2026-10-28. Such commands are dead-lettered with Graph's refusal; see README \"Role requests after 2026-10-28\", or set GRAPH_ROLE_REQUEST_UPDATE=off")
-	}
 
 	if err := src.start(ctx, cfg, log, p.Admissible); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -124,4 +125,38 @@ func transientAuth(e *AuthError) bool {
 	}
 	s := af.RawResponse.StatusCode
 	return s == http.StatusRequestTimeout || s == http.StatusTooManyRequests || s >= 500
+}
+
+// RoleRequestRetired begins the description of a dead-lettered role request
+// update that Graph refused because the API is gone (SaysRetired).
+const RoleRequestRetired = "the PIM iteration 2 API (/beta/privilegedAccess) is retired: Microsoft deprecated it and " +
+	"stopped returning data on 2026-10-28; send approval decisions for Microsoft Entra roles to PIM through " +
+	"Graph's roleManagement/directory, and for Azure resources to the Azure Resource Manager PIM API, not through " +
+	"this worker (README: \"Role requests after 2026-10-28\"); replaying this dead letter will fail the same way"
+
+// SaysRetired reports whether err is Graph refusing a call because the API
+// no longer exists: 410 Gone, or a 400 or 404 whose code or message says the
+// API is deprecated, retired or removed, or that Graph's router no longer
+// knows the privilegedAccess segment. A 404 for an unknown request id does
+// not say so. Microsoft has not documented the exact answer; these are the
+// forms Graph uses for removed APIs.
+func SaysRetired(err error) bool {
+	var ge *Error
+	if !errors.As(err, &ge) {
+		return false
+	}
+	switch ge.Status {
+	case http.StatusGone:
+		return true
+	case http.StatusBadRequest, http.StatusNotFound:
+	default:
+		return false
+	}
+	text := strings.ToLower(ge.Code + " " + ge.Message)
+	for _, word := range []string{"deprecat", "retire", "no longer", "removed", "segment 'privilegedaccess'"} {
+		if strings.Contains(text, word) {
+			return true
+		}
+	}
+	return false
 }

@@ -216,3 +216,32 @@ func TestClassString(t *testing.T) {
 		}
 	}
 }
+
+func TestSaysRetired(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"410 Gone says the API is gone whatever its words", &graphops.Error{Status: 410, Code: "Gone"}, true},
+		{"a 400 saying the API is deprecated", &graphops.Error{Status: 400, Code: "BadRequest",
+			Message: "The PIM Iteration 2 beta API is deprecated. Please migrate to PIM Iteration 3 API."}, true},
+		{"a 404 saying the API was retired", &graphops.Error{Status: 404, Code: "NotFound", Message: "This API has been retired."}, true},
+		{"a 400 from Graph's router that no longer knows privilegedAccess", &graphops.Error{Status: 400, Code: "BadRequest",
+			Message: "Resource not found for the segment 'privilegedAccess'."}, true},
+		{"a 404 for an unknown request id", &graphops.Error{Status: 404, Code: "ResourceNotFound",
+			Message: "The governanceRoleAssignmentRequest does not exist."}, false},
+		{"a 400 about the body", &graphops.Error{Status: 400, Code: "InvalidRequest", Message: "decision is required"}, false},
+		{"a 403 mentioning deprecation is a permission problem", &graphops.Error{Status: 403, Message: "deprecated role"}, false},
+		{"a wrapped 410", fmt.Errorf("graph: %w", &graphops.Error{Status: 410}), true},
+		{"a transport error", &graphops.TransportError{Err: io.EOF}, false},
+		{"nil", nil, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := graphops.SaysRetired(c.err); got != c.want {
+				t.Errorf("SaysRetired(%v) = %v, want %v", c.err, got, c.want)
+			}
+		})
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 )
 
 // State is where a command stands in the ledger.
@@ -24,7 +26,46 @@ const (
 	StateClaimed      State = "claimed"
 	StateApplied      State = "applied"
 	StateDeadLettered State = "dead_lettered"
+	// StateDuplicate is the record of a command that repeats another,
+	// applied, one (a JSON-equal resume of the same callout instance under
+	// another id): it was acknowledged without a call. It is kept for
+	// history only and never holds a key.
+	StateDuplicate State = "duplicate"
 )
+
+// MaxHistory bounds the attempts a record lists one by one; older ones are
+// summarised in Record.Earlier. The applying call is always among the
+// listed: it is the last write call of a command (a reconciling read comes
+// before any further write, SPEC §3), and the list keeps the newest.
+const MaxHistory = 8
+
+// Attempt is one write call to Graph.
+type Attempt struct {
+	At              time.Time `json:"at"`
+	ClientRequestID string    `json:"client_request_id,omitempty"`
+	// GraphStatus is 0 when no answer came (or none yet: the call is in
+	// flight, or its process died during it).
+	GraphStatus    int    `json:"graph_status,omitempty"`
+	GraphCode      string `json:"graph_code,omitempty"`
+	GraphRequestID string `json:"graph_request_id,omitempty"`
+}
+
+// Answer is what came back from a write call.
+type Answer struct {
+	ClientRequestID string
+	GraphStatus     int // 0: no answer
+	GraphCode       string
+	GraphRequestID  string
+}
+
+// Earlier summarises the attempts dropped from a record's history.
+type Earlier struct {
+	Count int       `json:"count"`
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	// ByStatus counts them by Graph status ("0" for no answer).
+	ByStatus map[string]int `json:"by_status,omitempty"`
+}
 
 // Record is the ledger's entry for one idempotency key.
 type Record struct {
@@ -56,6 +97,18 @@ type Record struct {
 	// SettledAt is when the record became applied or dead-lettered; it
 	// is forgotten a retention after that.
 	SettledAt time.Time `json:"settled_at,omitzero"`
+
+	// History, for `worker history` (SPEC §8). Since is when the ledger
+	// first saw the command; History lists its last MaxHistory write
+	// calls, oldest first, Earlier summarises the ones before; Replays
+	// counts the operator's replays from the dead-letter store.
+	Since       time.Time `json:"since,omitzero"`
+	History     []Attempt `json:"history,omitempty"`
+	Earlier     *Earlier  `json:"earlier,omitempty"`
+	Replays     int       `json:"replays,omitempty"`
+	DuplicateOf string    `json:"duplicate_of,omitempty"`
+	// Indexed: the command is in the index of command ids (IndexKey).
+	Indexed bool `json:"indexed,omitempty"`
 }
 
 // holds reports whether the record keeps its request closed at now: a
@@ -70,6 +123,8 @@ func (r Record) holds(now time.Time) bool {
 // per-request-id lease, so claiming a command and locking its request are
 // one write, and recording its outcome frees the request in the same write.
 type RequestRecord struct {
+	// Request is the Identity.Request of its commands, for history.
+	Request  string            `json:"request,omitempty"`
 	Commands map[string]Record `json:"commands"`
 }
 
@@ -196,37 +251,68 @@ type Claim struct {
 // Begin claims the key of id and locks its request, or says why not.
 // replay is true when the message is an operator's replay of a dead letter:
 // it may reclaim the dead-lettered record of the same command.
+//
+// A command the ledger has not seen before is also written to the index of
+// command ids (ByCommandID): one more write, after the claim.
 func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision, *Claim, error) {
 	now := l.cfg.Now()
 	fresh := Record{State: StateClaimed, Owner: l.cfg.Owner, LeaseUntil: now.Add(l.cfg.Lease),
 		Token:  strconv.FormatUint(l.claims.Add(1), 36),
-		Source: id.Source, ID: id.ID, BodyHash: id.BodyHash}
+		Source: id.Source, ID: id.ID, BodyHash: id.BodyHash, Since: now}
 	c := &Claim{l: l, key: id.Key, reqKey: RequestKey(id.Request), token: fresh.Token}
 	// Most requests have no record yet: try to create it before reading.
-	doc := RequestRecord{Commands: map[string]Record{id.Key: fresh}}
+	doc := RequestRecord{Request: id.Request, Commands: map[string]Record{id.Key: fresh}}
 	rev, err := l.create(ctx, "claim", c.reqKey, doc)
 	if err == nil {
 		c.rev, c.doc, c.Record, c.held = rev, doc, fresh, fresh.LeaseUntil
-		return Claimed, c, nil
+		return l.indexed(ctx, c, id)
 	}
 	if !errors.Is(err, ErrExists) {
 		return 0, nil, err
 	}
-	for range 16 {
+	var (
+		decision Decision
+		found    *Claim // what Begin answers when it does not claim
+		isNew    bool   // the command is not in the index yet
+	)
+	err = l.retryCAS(ctx, c.reqKey, func() error {
 		doc, rev, err := l.load(ctx, c.reqKey)
 		if err != nil {
-			return 0, nil, err
+			return err
 		}
 		next := fresh
 		var prev *Record
+		ndoc := doc
+		isNew = true
 		if cur, ok := doc.Commands[id.Key]; ok {
 			d, take := decide(cur, id, replay, now)
 			if !take {
-				return d, &Claim{l: l, Record: cur}, nil
+				decision, found = d, &Claim{l: l, Record: cur}
+				isNew = false
+				if d == Duplicate && !cur.SameCommand(id) {
+					return l.noteDuplicate(ctx, c.reqKey, doc, rev, id, cur, now)
+				}
+				return nil
 			}
-			if cur.State == StateClaimed && cur.SameCommand(id) {
-				// Keep the progress of the command's earlier deliveries.
-				next.Attempts, next.FirstAttempt, next.LastAttempt = cur.Attempts, cur.FirstAttempt, cur.LastAttempt
+			switch {
+			case cur.SameCommand(id):
+				// The same command again: its history goes on.
+				isNew = !cur.Indexed
+				next.History, next.Earlier, next.Replays, next.Indexed = cur.History, cur.Earlier, cur.Replays, cur.Indexed
+				if !cur.Since.IsZero() {
+					next.Since = cur.Since
+				}
+				if cur.State == StateClaimed {
+					// Keep the progress of the command's earlier deliveries.
+					next.Attempts, next.FirstAttempt, next.LastAttempt = cur.Attempts, cur.FirstAttempt, cur.LastAttempt
+				}
+				if cur.State == StateDeadLettered && replay {
+					next.Replays++
+				}
+			case cur.State != StateClaimed:
+				// Another command takes over a key that never took effect:
+				// the earlier one moves aside, for history.
+				ndoc = doc.with(KeyOf("was", cur.Source, cur.ID), cur, now, l.cfg.Retention)
 			}
 			prev = &cur
 		}
@@ -235,25 +321,99 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 			// of this process: two of its jobs must not call for one
 			// request at once.
 			if k != id.Key && other.holds(now) {
-				return Busy, &Claim{l: l, Record: other}, nil
+				decision, found, isNew = Busy, &Claim{l: l, Record: other}, false
+				return nil
 			}
 		}
-		ndoc := doc.with(id.Key, next, now, l.cfg.Retention)
+		ndoc = ndoc.with(id.Key, next, now, l.cfg.Retention)
+		ndoc.Request = id.Request
 		if rev == 0 {
 			rev, err = l.create(ctx, "claim", c.reqKey, ndoc)
 		} else {
 			rev, err = l.update(ctx, "claim", c.reqKey, ndoc, rev)
 		}
 		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
-			continue // somebody else moved first; look again
+			return errLostRace // somebody else moved first; look again
 		}
 		if err != nil {
-			return 0, nil, err
+			return err
 		}
+		decision, found = Claimed, nil
 		c.rev, c.doc, c.Record, c.held, c.Previous = rev, ndoc, next, next.LeaseUntil, prev
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if decision != Claimed {
+		return decision, found, nil
+	}
+	if !isNew {
 		return Claimed, c, nil
 	}
-	return 0, nil, fmt.Errorf("ledger: request %s: too much contention", c.reqKey)
+	return l.indexed(ctx, c, id)
+}
+
+// indexed writes the index entry of a command claimed by c that is not in
+// the index yet; the claim's next write records that it is (Record.Indexed).
+// A claim whose command cannot be indexed is given up, so that the command
+// comes back and is indexed then.
+func (l *Ledger) indexed(ctx context.Context, c *Claim, id Identity) (Decision, *Claim, error) {
+	if err := l.index(ctx, id); err != nil {
+		_ = c.Release(ctx) // if this fails too, the lease runs out
+		return 0, nil, err
+	}
+	c.Record.Indexed = true
+	return Claimed, c, nil
+}
+
+// noteDuplicate records, once, that the command id repeats cur, an applied
+// command of another id: `worker history` lists duplicates too. The index
+// entry comes first: an entry without its record is harmless (lookups
+// match records), a record missing from the index would not be found.
+func (l *Ledger) noteDuplicate(ctx context.Context, reqKey string, doc RequestRecord, rev uint64,
+	id Identity, cur Record, now time.Time) error {
+	key := KeyOf("dup", id.Source, id.ID)
+	if _, ok := doc.Commands[key]; ok {
+		return nil
+	}
+	if err := l.index(ctx, id); err != nil {
+		return err
+	}
+	dup := Record{State: StateDuplicate, Source: id.Source, ID: id.ID, BodyHash: id.BodyHash,
+		Since: now, SettledAt: now, DuplicateOf: cur.ID, Indexed: true}
+	ndoc := doc.with(key, dup, now, l.cfg.Retention)
+	_, err := l.update(ctx, "claim", reqKey, ndoc, rev)
+	if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
+		return errLostRace
+	}
+	return err
+}
+
+// errLostRace is a compare-and-swap that another writer won: read again and
+// retry.
+var errLostRace = errors.New("ledger: lost a compare-and-swap race")
+
+// maxCASAttempts bounds the writes of one operation that lose the race
+// for a request record to other writers.
+const maxCASAttempts = 16
+
+// retryCAS runs f again, at once, as long as it loses the race for the
+// request record reqKey, at most maxCASAttempts times. Each try reads the
+// record afresh, so waiting would only let more writers in first.
+func (l *Ledger) retryCAS(ctx context.Context, reqKey string, f func() error) error {
+	b := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, maxCASAttempts-1), ctx)
+	err := backoff.Retry(func() error {
+		err := f()
+		if err == nil || errors.Is(err, errLostRace) {
+			return err
+		}
+		return backoff.Permanent(err)
+	}, b)
+	if errors.Is(err, errLostRace) {
+		return fmt.Errorf("ledger: request %s: too much contention", reqKey)
+	}
+	return err
 }
 
 // decide says what a record found at the key means for the command id, and
@@ -306,7 +466,7 @@ func (d RequestRecord) with(key string, r Record, now time.Time, retention time.
 			delete(out, k)
 		}
 	}
-	return RequestRecord{Commands: out}
+	return RequestRecord{Request: d.Request, Commands: out}
 }
 
 // Renew extends the claim's lease, and writes the progress noted by
@@ -327,11 +487,48 @@ func (c *Claim) Held(margin time.Duration) bool {
 // Attempted notes a write call about to be made; the next write of the
 // claim records it.
 func (c *Claim) Attempted(at time.Time) {
-	c.Record.Attempts++
-	if c.Record.FirstAttempt.IsZero() {
-		c.Record.FirstAttempt = at
+	r := &c.Record
+	r.Attempts++
+	if r.FirstAttempt.IsZero() {
+		r.FirstAttempt = at
 	}
-	c.Record.LastAttempt = at
+	r.LastAttempt = at
+	// A new slice each time: the record's history is shared with the copy
+	// the claim last wrote.
+	h := append(slices.Clone(r.History), Attempt{At: at})
+	if n := len(h) - MaxHistory; n > 0 {
+		e := Earlier{}
+		if r.Earlier != nil {
+			e = *r.Earlier
+			e.ByStatus = maps.Clone(e.ByStatus)
+		}
+		for _, a := range h[:n] {
+			if e.Count == 0 {
+				e.First = a.At
+			}
+			e.Count++
+			e.Last = a.At
+			if e.ByStatus == nil {
+				e.ByStatus = map[string]int{}
+			}
+			e.ByStatus[strconv.Itoa(a.GraphStatus)]++
+		}
+		r.Earlier, h = &e, h[n:]
+	}
+	r.History = h
+}
+
+// Answered notes what came back from the write call last noted by
+// Attempted; the next write of the claim records it.
+func (c *Claim) Answered(a Answer) {
+	n := len(c.Record.History)
+	if n == 0 {
+		return
+	}
+	h := slices.Clone(c.Record.History)
+	h[n-1].ClientRequestID, h[n-1].GraphStatus, h[n-1].GraphCode, h[n-1].GraphRequestID =
+		a.ClientRequestID, a.GraphStatus, a.GraphCode, a.GraphRequestID
+	c.Record.History = h
 }
 
 // Release gives the claim up without an outcome (the message goes back to
@@ -405,35 +602,39 @@ func (c *Claim) mine(cur Record, ok bool) (bool, error) {
 // admit sees the record currently at the key and says whether to write.
 func (c *Claim) mutate(ctx context.Context, op string, next Record, admit func(cur Record, ok bool) (bool, error)) error {
 	doc, rev := c.doc, c.rev
-	for range 16 {
+	first := true
+	return c.l.retryCAS(ctx, c.reqKey, func() error {
+		if !first {
+			var err error
+			if doc, rev, err = c.l.load(ctx, c.reqKey); err != nil {
+				return err
+			}
+		}
+		first = false
 		cur, ok := doc.Commands[c.key]
 		write, err := admit(cur, ok)
 		if err != nil || !write {
 			return err
 		}
-		now := c.l.cfg.Now()
-		ndoc := doc.with(c.key, next, now, c.l.cfg.Retention)
+		ndoc := doc.with(c.key, next, c.l.cfg.Now(), c.l.cfg.Retention)
 		var nrev uint64
 		if rev == 0 {
 			nrev, err = c.l.create(ctx, op, c.reqKey, ndoc)
 		} else {
 			nrev, err = c.l.update(ctx, op, c.reqKey, ndoc, rev)
 		}
-		if err == nil {
-			c.rev, c.doc, c.Record = nrev, ndoc, next
-			if next.State == StateClaimed && next.Owner != "" {
-				c.held = next.LeaseUntil
-			}
-			return nil
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
+			return errLostRace
 		}
-		if !errors.Is(err, ErrConflict) && !errors.Is(err, ErrExists) {
+		if err != nil {
 			return err
 		}
-		if doc, rev, err = c.l.load(ctx, c.reqKey); err != nil {
-			return err
+		c.rev, c.doc, c.Record = nrev, ndoc, next
+		if next.State == StateClaimed && next.Owner != "" {
+			c.held = next.LeaseUntil
 		}
-	}
-	return fmt.Errorf("ledger: request %s: too much contention", c.reqKey)
+		return nil
+	})
 }
 
 // load reads a request record; an absent one is empty with revision 0.
@@ -465,7 +666,10 @@ func (l *Ledger) Lookup(ctx context.Context, id Identity) (Record, bool, error) 
 }
 
 func (l *Ledger) create(ctx context.Context, op, key string, d RequestRecord) (uint64, error) {
-	b := d.encode()
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: record %s: %w", key, err)
+	}
 	start := time.Now()
 	rev, err := l.store.Create(ctx, key, b, 0)
 	l.observe(op, err, start)
@@ -473,7 +677,10 @@ func (l *Ledger) create(ctx context.Context, op, key string, d RequestRecord) (u
 }
 
 func (l *Ledger) update(ctx context.Context, op, key string, d RequestRecord, rev uint64) (uint64, error) {
-	b := d.encode()
+	b, err := json.Marshal(d)
+	if err != nil {
+		return 0, fmt.Errorf("ledger: record %s: %w", key, err)
+	}
 	start := time.Now()
 	nrev, err := l.store.Update(ctx, key, b, rev, 0)
 	l.observe(op, err, start)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -434,6 +435,224 @@ func runLedgerCases(t *testing.T, b backend) {
 				t.Fatalf("still %s 15s after a 2s retention", d)
 			}
 			time.Sleep(250 * time.Millisecond)
+		}
+	})
+
+	runHistoryCases(t, b)
+}
+
+// countingStore counts the writes that reach a store.
+type countingStore struct {
+	ledger.Store
+	writes atomic.Int64
+}
+
+func (s *countingStore) Create(ctx context.Context, k string, v []byte, ttl time.Duration) (uint64, error) {
+	s.writes.Add(1)
+	return s.Store.Create(ctx, k, v, ttl)
+}
+
+func (s *countingStore) Update(ctx context.Context, k string, v []byte, rev uint64, ttl time.Duration) (uint64, error) {
+	s.writes.Add(1)
+	return s.Store.Update(ctx, k, v, rev, ttl)
+}
+
+// failingIndex fails the next n writes of index entries.
+type failingIndex struct {
+	ledger.Store
+	n atomic.Int64
+}
+
+func (s *failingIndex) Create(ctx context.Context, k string, v []byte, ttl time.Duration) (uint64, error) {
+	if strings.HasPrefix(k, "index.") && s.n.Add(-1) >= 0 {
+		return 0, errors.New("store unavailable")
+	}
+	return s.Store.Create(ctx, k, v, ttl)
+}
+
+// only returns the one record found, failing t otherwise.
+func only(t *testing.T, found []ledger.Found, err error) ledger.Record {
+	t.Helper()
+	if err != nil || len(found) != 1 {
+		t.Fatalf("found %+v (%v), want one record", found, err)
+	}
+	return found[0].Record
+}
+
+// byID returns the one record of command id, failing t otherwise.
+func byID(t *testing.T, s ledger.Store, id string) ledger.Record {
+	t.Helper()
+	found, err := ledger.ByCommandID(context.Background(), s, id)
+	return only(t, found, err)
+}
+
+func runHistoryCases(t *testing.T, b backend) {
+	ctx := context.Background()
+
+	t.Run("a command's attempts and outcome are kept in three writes and found by id and by request", func(t *testing.T) {
+		s := &countingStore{Store: b.open(t, time.Hour)}
+		c := &clock{now: time.Now().UTC().Truncate(time.Second)}
+		l := replica(t, s, "a", c)
+		_, cl, err := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := c.Now()
+		cl.Attempted(first)
+		cl.Answered(ledger.Answer{ClientRequestID: "crid-1"}) // no answer
+		c.Advance(time.Second)
+		cl.Attempted(c.Now())
+		cl.Answered(ledger.Answer{ClientRequestID: "crid-2", GraphStatus: 204, GraphRequestID: "g-2"})
+		if err := cl.Applied(ctx, 204, "g-2", false); err != nil {
+			t.Fatal(err)
+		}
+		// claim + index + outcome; the attempts ride on the outcome's write.
+		if n := s.writes.Load(); n != 3 {
+			t.Errorf("%d store writes, want 3", n)
+		}
+		byID, err := ledger.ByCommandID(ctx, s, "cmd-1")
+		r := only(t, byID, err)
+		want := []ledger.Attempt{
+			{At: first, ClientRequestID: "crid-1"},
+			{At: first.Add(time.Second), ClientRequestID: "crid-2", GraphStatus: 204, GraphRequestID: "g-2"},
+		}
+		if len(r.History) != 2 || !r.History[0].At.Equal(want[0].At) || r.History[0].ClientRequestID != want[0].ClientRequestID ||
+			r.History[0].GraphStatus != 0 || r.History[1].ClientRequestID != "crid-2" || r.History[1].GraphStatus != 204 ||
+			r.History[1].GraphRequestID != "g-2" {
+			t.Errorf("history %+v, want %+v", r.History, want)
+		}
+		if r.State != ledger.StateApplied || r.GraphRequestID != "g-2" || !r.Since.Equal(first) || byID[0].Request != "resume:req" {
+			t.Errorf("record %+v on %q, want applied by g-2 since %s on resume:req", r, byID[0].Request, first)
+		}
+		byReq, err := ledger.ByRequest(ctx, s, "resume:req")
+		if got := only(t, byReq, err); got.ID != "cmd-1" {
+			t.Errorf("by request: %+v", got)
+		}
+		if none, err := ledger.ByCommandID(ctx, s, "cmd-unknown"); err != nil || len(none) != 0 {
+			t.Errorf("unknown id found %+v (%v)", none, err)
+		}
+	})
+
+	t.Run("a command whose index write failed is not claimed, and is indexed when it comes back", func(t *testing.T) {
+		s := &failingIndex{Store: b.open(t, time.Hour)}
+		s.n.Store(1)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		if d, _, err := l.Begin(ctx, identity("cmd-1", "h1"), false); err == nil {
+			t.Fatalf("Begin = %s without error, want the index failure", d)
+		}
+		d, cl, err := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("again: %s (%v), want claimed: the first claim must have been released", d, err)
+		}
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		if r := byID(t, s, "cmd-1"); r.State != ledger.StateApplied || !r.Indexed {
+			t.Errorf("record %+v, want applied and indexed", r)
+		}
+	})
+
+	t.Run("attempts beyond the bound are summarised and the newest, applying one is kept", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		_, cl, _ := l.Begin(ctx, onRequest("role_request_update:r", "cmd-1"), false)
+		const n = ledger.MaxHistory + 3
+		for i := range n {
+			cl.Attempted(c.Now())
+			status := 429
+			if i == n-1 {
+				status = 200
+			}
+			cl.Answered(ledger.Answer{ClientRequestID: fmt.Sprint("crid-", i), GraphStatus: status})
+			c.Advance(time.Second)
+			if i == 4 { // a renewal in between writes part of the history
+				if err := cl.Renew(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := cl.Applied(ctx, 200, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		r := byID(t, s, "cmd-1")
+		if len(r.History) != ledger.MaxHistory || r.History[len(r.History)-1].ClientRequestID != fmt.Sprint("crid-", n-1) ||
+			r.History[0].ClientRequestID != "crid-3" {
+			t.Errorf("history %+v: want the last %d attempts", r.History, ledger.MaxHistory)
+		}
+		if r.Earlier == nil || r.Earlier.Count != 3 || r.Earlier.ByStatus["429"] != 3 || r.Attempts != n {
+			t.Errorf("earlier %+v, attempts %d: want 3 summarised 429s of %d", r.Earlier, r.Attempts, n)
+		}
+	})
+
+	t.Run("a duplicate under another id is recorded once with the id it repeats", func(t *testing.T) {
+		s := &countingStore{Store: b.open(t, time.Hour)}
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if d, _, err := l.Begin(ctx, identity("cmd-2", "h1"), false); err != nil || d != ledger.Duplicate {
+				t.Fatalf("%s (%v), want duplicate", d, err)
+			}
+		}
+		r := byID(t, s, "cmd-2")
+		if r.State != ledger.StateDuplicate || r.DuplicateOf != "cmd-1" {
+			t.Errorf("record %+v, want a duplicate of cmd-1", r)
+		}
+		if all, _ := ledger.ByRequest(ctx, s, "resume:req"); len(all) != 2 {
+			t.Errorf("request has %d records, want cmd-1 and its duplicate", len(all))
+		}
+	})
+
+	t.Run("a replay is counted and the history goes on", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl.Attempted(c.Now())
+		cl.Answered(ledger.Answer{ClientRequestID: "crid-1", GraphStatus: 400, GraphCode: "BadRequest"})
+		if err := cl.DeadLettered(ctx, "graph_rejected"); err != nil {
+			t.Fatal(err)
+		}
+		d, again, err := l.Begin(ctx, identity("cmd-1", "h1"), true)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("replay: %s (%v)", d, err)
+		}
+		again.Attempted(c.Now())
+		again.Answered(ledger.Answer{ClientRequestID: "crid-2", GraphStatus: 204})
+		if err := again.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		r := byID(t, s, "cmd-1")
+		if r.Replays != 1 || len(r.History) != 2 || r.History[0].GraphCode != "BadRequest" || r.State != ledger.StateApplied {
+			t.Errorf("record %+v: want applied after one replay, both attempts listed", r)
+		}
+	})
+
+	t.Run("a command that takes over another's dead-lettered key leaves the earlier one in the history", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err := cl.DeadLettered(ctx, "graph_rejected"); err != nil {
+			t.Fatal(err)
+		}
+		d, c2, err := l.Begin(ctx, identity("cmd-2", "h2"), false)
+		if err != nil || d != ledger.Claimed {
+			t.Fatalf("%s (%v)", d, err)
+		}
+		if err := c2.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		if r := byID(t, s, "cmd-1"); r.State != ledger.StateDeadLettered || r.Reason != "graph_rejected" {
+			t.Errorf("cmd-1 %+v, want its dead letter kept", r)
+		}
+		if r := byID(t, s, "cmd-2"); r.State != ledger.StateApplied {
+			t.Errorf("cmd-2 %+v, want applied", r)
 		}
 	})
 }

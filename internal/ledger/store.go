@@ -5,6 +5,7 @@ package ledger
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -36,4 +37,35 @@ type Store interface {
 	// Delete removes key only when its current revision is rev;
 	// ErrConflict when the revision differs, nil when the key is absent.
 	Delete(ctx context.Context, key string, rev uint64) error
+}
+
+// MaxKeyLen is the longest key of the Store contract.
+const MaxKeyLen = 200
+
+// ValidKey checks the Store key contract: 1 to 200 bytes of [a-z0-9._-];
+// and, because a NATS subject cannot have empty tokens, no leading or
+// trailing dot and no two dots in a row. Every store applies the same rule,
+// so that the stores accept the same keys.
+func ValidKey(key string) error {
+	if key == "" || len(key) > MaxKeyLen {
+		return fmt.Errorf("invalid key %q: length %d not in 1..%d", truncate(key), len(key), MaxKeyLen)
+	}
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("invalid key %q: byte %#x at %d is not one of [a-z0-9._-]", truncate(key), c, i)
+		}
+		if c == '.' && (i == 0 || i == len(key)-1 || key[i-1] == '.') {
+			return fmt.Errorf("invalid key %q: dots must separate non-empty parts", truncate(key))
+		}
+	}
+	return nil
+}
+
+// truncate shortens a key for an error message.
+func truncate(key string) string {
+	if len(key) > 64 {
+		return key[:64] + "…"
+	}
+	return key
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/memstore"
 	"github.com/graphops/worker/internal/worker"
 	"github.com/graphops/worker/metrics"
 )
@@ -23,7 +24,7 @@ import (
 // the broker's and the stand-in's (docs/PERFORMANCE.md).
 func BenchmarkHandle(b *testing.B) {
 	graph := &fakeGraph{status: graphops.StatusWaitingForCallback}
-	led, err := ledger.New(newMemStore(), ledger.Config{Owner: "bench", Lease: 30 * time.Second})
+	led, err := ledger.New(memstore.New(0), ledger.Config{Owner: "bench", Lease: 30 * time.Second})
 	if err != nil {
 		b.Fatal(err)
 	}

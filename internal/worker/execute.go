@@ -11,6 +11,7 @@ import (
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphops"
+	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/retry"
 )
 
@@ -87,6 +88,9 @@ func (j *job) execute() Outcome {
 		start := p.Now()
 		result, err := j.call()
 		j.logAttempt(attempt, result, err, p.Now().Sub(start))
+		j.mu.Lock()
+		j.claim.Answered(answerOf(result, err))
+		j.mu.Unlock()
 		if err == nil {
 			j.lastClient, j.lastStatus, j.lastGraphID = result.ClientRequestID, result.Status, result.GraphRequestID
 			j.pacerOf(op).Succeeded()
@@ -129,9 +133,28 @@ func (j *job) execute() Outcome {
 			}
 		default:
 			j.pacerOf(op).Failed()
+			if cmd.Type == command.TypeRoleRequestUpdate && graphops.SaysRetired(err) {
+				return j.graphRejected(graphops.RoleRequestRetired)
+			}
 			return j.graphRejected("")
 		}
 	}
+}
+
+// answerOf is what the ledger's history keeps of a write call's answer.
+func answerOf(r graphops.Result, err error) ledger.Answer {
+	if err == nil {
+		return ledger.Answer{ClientRequestID: r.ClientRequestID, GraphStatus: r.Status, GraphRequestID: r.GraphRequestID}
+	}
+	var ge *graphops.Error
+	if errors.As(err, &ge) {
+		return ledger.Answer{ClientRequestID: ge.ClientRequestID, GraphStatus: ge.Status, GraphCode: ge.Code, GraphRequestID: ge.GraphRequestID}
+	}
+	var te *graphops.TransportError
+	if errors.As(err, &te) {
+		return ledger.Answer{ClientRequestID: te.ClientRequestID}
+	}
+	return ledger.Answer{}
 }
 
 // call makes the command's write call.

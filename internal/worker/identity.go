@@ -16,7 +16,7 @@ import (
 // applied.
 func identityOf(c *command.Command) ledger.Identity {
 	id := ledger.Identity{Source: c.Source, ID: c.ID, BodyHash: c.BodyHash,
-		Request: string(c.Type) + ":" + strings.ToLower(c.RequestID())}
+		Request: ledger.RequestOf(string(c.Type), c.RequestID())}
 	switch c.Type {
 	case command.TypeResume:
 		id.Key = ledger.KeyOf("callout", strings.ToLower(c.Resume.AssignmentRequestID), strings.ToLower(c.Resume.StageInstanceID))

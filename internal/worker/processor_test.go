@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/memstore"
 	"github.com/graphops/worker/internal/worker"
 	"github.com/graphops/worker/metrics"
 )
@@ -22,69 +24,18 @@ import (
 // Unit tests of the processor's edges with fakes; the whole flow against
 // real JetStream and HTTP is tested in internal/app and internal/e2e.
 
-// memStore is an in-memory ledger.Store.
+// memStore is the in-memory ledger.Store (ledger/memstore, which passes
+// the store conformance suite), counting its reads.
 type memStore struct {
-	mu   sync.Mutex
-	m    map[string]ledger.Entry
-	rev  uint64
-	fail error
+	*memstore.Store
 	gets atomic.Int64
 }
 
-func newMemStore() *memStore { return &memStore{m: map[string]ledger.Entry{}} }
+func newMemStore() *memStore { return &memStore{Store: memstore.New(0)} }
 
-func (s *memStore) Get(_ context.Context, k string) (ledger.Entry, error) {
+func (s *memStore) Get(ctx context.Context, k string) (ledger.Entry, error) {
 	s.gets.Add(1)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return ledger.Entry{}, s.fail
-	}
-	e, ok := s.m[k]
-	if !ok {
-		return e, ledger.ErrNotFound
-	}
-	return e, nil
-}
-
-func (s *memStore) Create(_ context.Context, k string, v []byte, _ time.Duration) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return 0, s.fail
-	}
-	if _, ok := s.m[k]; ok {
-		return 0, ledger.ErrExists
-	}
-	s.rev++
-	s.m[k] = ledger.Entry{Value: v, Revision: s.rev}
-	return s.rev, nil
-}
-
-func (s *memStore) Update(_ context.Context, k string, v []byte, rev uint64, _ time.Duration) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return 0, s.fail
-	}
-	if e, ok := s.m[k]; !ok || e.Revision != rev {
-		return 0, ledger.ErrConflict
-	}
-	s.rev++
-	s.m[k] = ledger.Entry{Value: v, Revision: s.rev}
-	return s.rev, nil
-}
-
-func (s *memStore) Delete(_ context.Context, k string, rev uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.m[k]; ok {
-		if e.Revision != rev {
-			return ledger.ErrConflict
-		}
-		delete(s.m, k)
-	}
-	return nil
+	return s.Store.Get(ctx, k)
 }
 
 // fakeMsg is one delivery.
@@ -285,7 +236,7 @@ func TestADrainDuringTheLastDeliveryDeadLettersInsteadOfDroppingIt(t *testing.T)
 func TestAnUnreachableLedgerHandsTheMessageBackWithoutACall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		r := newRig(t, worker.Config{})
-		r.store.fail = errors.New("connection refused")
+		r.store.Fail(errors.New("connection refused"))
 		m := &fakeMsg{data: seed(t), delivery: 1}
 		r.proc.Handle(m)
 		if r.graph.writes != 0 || m.acked != 0 || len(m.handedBack) != 1 {
@@ -432,4 +383,39 @@ func roleUpdate(t *testing.T) []byte {
 	}
 	t.Fatal("no role request update example")
 	return nil
+}
+
+func TestARetiredRoleRequestAPIIsDeadLetteredSayingSoAndTheAttemptIsInTheHistory(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{})
+		gone := &graphops.Error{Operation: graphops.OpRoleRequestUpdate, Status: 400, Code: "BadRequest",
+			Message: "Resource not found for the segment 'privilegedAccess'.", GraphRequestID: "g-gone", ClientRequestID: "crid-gone"}
+		r.graph.script = []error{gone}
+		m := &fakeMsg{data: roleUpdate(t), delivery: 1}
+		r.proc.Handle(m)
+		if len(r.dead.entries) != 1 || m.acked != 1 {
+			t.Fatalf("dead letters %+v, acked %d", r.dead.entries, m.acked)
+		}
+		e := r.dead.entries[0]
+		if e.Reason != dlq.ReasonGraphRejected || !strings.HasPrefix(e.Description, graphops.RoleRequestRetired) ||
+			!strings.Contains(e.Description, "g-gone") {
+			t.Errorf("dead letter %s %q: want graph_rejected saying the API is retired, with Graph's answer", e.Reason, e.Description)
+		}
+		found, err := ledger.ByCommandID(context.Background(), r.store, e.CommandID)
+		if err != nil || len(found) != 1 {
+			t.Fatalf("ledger has %+v (%v)", found, err)
+		}
+		h := found[0].Record.History
+		if len(h) != 1 || h[0].GraphStatus != 400 || h[0].GraphRequestID != "g-gone" || h[0].ClientRequestID != "crid-gone" || h[0].GraphCode != "BadRequest" {
+			t.Errorf("history %+v: want the one refused attempt", h)
+		}
+
+		// A resume refused with the same words is not about the retired API.
+		r = newRig(t, worker.Config{})
+		r.graph.script = []error{gone}
+		r.proc.Handle(&fakeMsg{data: seed(t), delivery: 1})
+		if len(r.dead.entries) != 1 || strings.Contains(r.dead.entries[0].Description, "retired") {
+			t.Errorf("resume dead letter %+v: must not blame the PIM retirement", r.dead.entries)
+		}
+	})
 }

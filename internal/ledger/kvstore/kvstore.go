@@ -2,7 +2,7 @@
 // bucket: the default store when commands come from NATS.
 //
 // It owns the bucket's configuration and the mapping of the four Store
-// primitives onto JetStream publishes with expected-last-subject-sequence
+// primitives onto jetstream.PublishMsg with expected-last-subject-sequence
 // checks; revisions are the bucket stream's sequence numbers, so they grow and
 // never repeat. It does not know what the ledger stores in a value.
 //
@@ -15,13 +15,15 @@
 package kvstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strconv"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/nats-io/nats.go"
@@ -98,10 +100,9 @@ func WithLogger(l *slog.Logger) Option {
 // Store is a ledger.Store in a JetStream key-value bucket. It is safe for
 // concurrent use.
 type Store struct {
-	nc        *nats.Conn // writes go straight to the stream (publish)
+	js        jetstream.JetStream // writes: PublishMsg with the expected last sequence
 	kv        jetstream.KeyValue
 	stream    jetstream.Stream
-	name      string // of the bucket's stream, as its acks name it
 	subject   string // "$KV.<bucket>." prefix of every key's subject
 	retention time.Duration
 	perKeyTTL bool
@@ -134,19 +135,44 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, opts ...Option
 	}
 	// The stream handle reads a key's last message, markers included, which
 	// the KeyValue API hides; one stream-info call here, none per operation.
-	name := "KV_" + cfg.Bucket
-	stream, err := js.Stream(ctx, name)
+	stream, err := js.Stream(ctx, "KV_"+cfg.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
 	}
 	return &Store{
-		nc:        js.Conn(),
+		js:        js,
 		kv:        kv,
 		stream:    stream,
-		name:      name,
 		subject:   "$KV." + cfg.Bucket + ".",
 		retention: cfg.Retention,
 		perKeyTTL: perKeyTTL,
+	}, nil
+}
+
+// Open returns a store on the existing bucket cfg.Bucket, leaving its
+// configuration as it is: for readers such as `worker history`, which must
+// not create a ledger where there is none. A missing bucket is
+// jetstream.ErrBucketNotFound.
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
+	}
+	stream, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
+	}
+	sc := stream.CachedInfo().Config
+	return &Store{
+		js:        js,
+		kv:        kv,
+		stream:    stream,
+		subject:   "$KV." + cfg.Bucket + ".",
+		retention: cmp.Or(sc.MaxAge, cfg.Retention),
+		perKeyTTL: sc.AllowMsgTTL,
 	}, nil
 }
 
@@ -207,13 +233,17 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, ttl time.D
 		return 0, err
 	}
 	var expect uint64 // 0: the subject holds no message
-	for range maxCreateAttempts {
+	// Delete markers of the key may come and go under a create (ours, or
+	// the server's when a key expires): a few tries, no waiting between
+	// them, as each try learns the marker it must expect.
+	retry := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, maxCreateAttempts-1), ctx)
+	rev, err := backoff.RetryWithData(func() (uint64, error) {
 		rev, err := s.publish(ctx, key, value, expect, ttl)
 		if err == nil {
 			return rev, nil
 		}
 		if !isWrongLastSeq(err) {
-			return 0, fmt.Errorf("kvstore: create %s: %w", key, err)
+			return 0, backoff.Permanent(err)
 		}
 		// The subject's last message is not the one expected: a value (the
 		// key exists) or a marker left by a delete or an expiry, whose
@@ -223,16 +253,27 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, ttl time.D
 		case errors.Is(err, ledger.ErrNotFound):
 			expect = 0 // the marker expired meanwhile
 		case err != nil:
-			return 0, fmt.Errorf("kvstore: create %s: %w", key, err)
+			return 0, backoff.Permanent(err)
 		case e.live:
-			return 0, fmt.Errorf("kvstore: create %s: %w", key, ledger.ErrExists)
+			return 0, backoff.Permanent(ledger.ErrExists)
 		default:
 			expect = e.revision
 		}
+		return 0, errMarkerMoved
+	}, retry)
+	if errors.Is(err, errMarkerMoved) {
+		// Other writers kept changing the key under us: they won.
+		return 0, fmt.Errorf("kvstore: create %s: key changed %d times during the create: %w", key, maxCreateAttempts, ledger.ErrExists)
 	}
-	// Other writers kept changing the key under us: they won.
-	return 0, fmt.Errorf("kvstore: create %s: key changed %d times during the create: %w", key, maxCreateAttempts, ledger.ErrExists)
+	if err != nil {
+		return 0, fmt.Errorf("kvstore: create %s: %w", key, err)
+	}
+	return rev, nil
 }
+
+// errMarkerMoved is a create that found a marker where it expected none, or
+// another one: the next try expects what it found.
+var errMarkerMoved = errors.New("kvstore: the key's delete marker changed")
 
 // Update writes value only when key's current revision is rev. The publish
 // expects rev as the subject's last sequence; a marker or an empty subject
@@ -290,55 +331,20 @@ func (s *Store) Delete(ctx context.Context, key string, rev uint64) error {
 
 // publish writes value to key's subject expecting the subject's last
 // sequence to be expect, with the message TTL the store gives ttl, and
-// returns the message's sequence.
-//
-// It is jetstream.PublishMsg with WithExpectLastSequencePerSubject and
-// WithMsgTTL, minus two costs that profiles of the worker showed on every
-// ledger write: the options' closures and, mostly, decoding the server's ack
-// with encoding/json (half the client's CPU of a write). The headers are the
-// ones those options set; decodeAck reads the ack.
+// returns the message's sequence. jetstream.PublishMsg brings the default
+// timeout, the retries while a stream leader moves (no responders) and the
+// reading of the ack.
 func (s *Store) publish(ctx context.Context, key string, value []byte, expect uint64, ttl time.Duration) (uint64, error) {
-	h := make(nats.Header, 2)
-	h[jetstream.ExpectedLastSubjSeqHeader] = []string{strconv.FormatUint(expect, 10)}
+	opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(expect)}
 	if d := msgTTL(ttl, s.retention, s.perKeyTTL); d > 0 {
-		h[jetstream.MsgTTLHeader] = []string{d.String()}
+		opts = append(opts, jetstream.WithMsgTTL(d))
 	}
-	m := &nats.Msg{Subject: s.subject + key, Data: value, Header: h}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
-		defer cancel()
-	}
-	resp, err := s.nc.RequestMsgWithContext(ctx, m)
-	// As jetstream does: no responders is a stream leader that is moving or
-	// not yet there; look again a few times before calling it down.
-	for range noResponderRetries {
-		if !errors.Is(err, nats.ErrNoResponders) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%w: %w", jetstream.ErrNoStreamResponse, ctx.Err())
-		case <-time.After(jetstream.DefaultPubRetryWait):
-		}
-		resp, err = s.nc.RequestMsgWithContext(ctx, m)
-	}
-	if errors.Is(err, nats.ErrNoResponders) {
-		return 0, jetstream.ErrNoStreamResponse
-	}
+	ack, err := s.js.PublishMsg(ctx, &nats.Msg{Subject: s.subject + key, Data: value}, opts...)
 	if err != nil {
 		return 0, err
 	}
-	return decodeAck(resp.Data, s.name)
+	return ack.Sequence, nil
 }
-
-// publishTimeout bounds a write whose context has no deadline, as
-// jetstream's default timeout does.
-const publishTimeout = 5 * time.Second
-
-// noResponderRetries is how often a write that found no stream listening
-// is tried again (jetstream.DefaultPubRetryAttempts).
-const noResponderRetries = jetstream.DefaultPubRetryAttempts
 
 // msgTTL is the per-message TTL of a write with ttl, 0 for none (the bucket's
 // MaxAge, retention, then applies). The server counts TTLs in whole seconds,
@@ -398,32 +404,10 @@ func isWrongLastSeq(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
-// maxKeyLen is the longest key of the ledger.Store contract.
-const maxKeyLen = 200
-
-// validKey checks the ledger.Store key contract: 1 to 200 bytes of
-// [a-z0-9._-]; and, because a NATS subject cannot have empty tokens, no
-// leading or trailing dot and no two dots in a row.
+// validKey checks the ledger.Store key contract (ledger.ValidKey).
 func validKey(key string) error {
-	if key == "" || len(key) > maxKeyLen {
-		return fmt.Errorf("kvstore: invalid key %q: length %d not in 1..%d", truncate(key), len(key), maxKeyLen)
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("kvstore: invalid key %q: byte %#x at %d is not one of [a-z0-9._-]", truncate(key), c, i)
-		}
-		if c == '.' && (i == 0 || i == len(key)-1 || key[i-1] == '.') {
-			return fmt.Errorf("kvstore: invalid key %q: dots must separate non-empty parts", truncate(key))
-		}
+	if err := ledger.ValidKey(key); err != nil {
+		return fmt.Errorf("kvstore: %w", err)
 	}
 	return nil
-}
-
-// truncate shortens a key for an error message.
-func truncate(key string) string {
-	if len(key) > 64 {
-		return key[:64] + "…"
-	}
-	return key
 }

@@ -286,33 +286,10 @@ func parseRevision(op, key, res string) (uint64, error) {
 	return rev, nil
 }
 
-// maxKeyLen is the longest key of the ledger.Store contract.
-const maxKeyLen = 200
-
-// validKey checks the ledger.Store key contract: 1 to 200 bytes of
-// [a-z0-9._-], with dots separating non-empty parts, the rule the JetStream
-// store needs for NATS subjects, kept here so that the two stores accept the
-// same keys.
+// validKey checks the ledger.Store key contract (ledger.ValidKey).
 func validKey(key string) error {
-	if key == "" || len(key) > maxKeyLen {
-		return fmt.Errorf("redisstore: invalid key %q: length %d not in 1..%d", truncate(key), len(key), maxKeyLen)
-	}
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("redisstore: invalid key %q: byte %#x at %d is not one of [a-z0-9._-]", truncate(key), c, i)
-		}
-		if c == '.' && (i == 0 || i == len(key)-1 || key[i-1] == '.') {
-			return fmt.Errorf("redisstore: invalid key %q: dots must separate non-empty parts", truncate(key))
-		}
+	if err := ledger.ValidKey(key); err != nil {
+		return fmt.Errorf("redisstore: %w", err)
 	}
 	return nil
-}
-
-// truncate shortens a key for an error message.
-func truncate(key string) string {
-	if len(key) > 64 {
-		return key[:64] + "…"
-	}
-	return key
 }
