@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/graphops/worker/internal/consumer"
 )
 
 // Defaults of Config (SPEC §3, §4, §5).
@@ -71,17 +73,9 @@ type Config struct {
 	Limit func() int
 }
 
-// ConfigError names the setting that is wrong.
-type ConfigError struct {
-	// Setting is the Config field, or the environment variable where SPEC
-	// names one (WORKER_CONCURRENCY).
-	Setting string
-	Problem string
-}
-
-func (e *ConfigError) Error() string {
-	return e.Setting + " " + e.Problem
-}
+// ConfigError names the setting that is wrong: the one type of every
+// adapter, consumer.ConfigError.
+type ConfigError = consumer.ConfigError
 
 // Validate fills zero fields with their defaults and reports the first
 // setting that is wrong.

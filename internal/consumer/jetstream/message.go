@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	js "github.com/nats-io/nats.go/jetstream"
@@ -19,23 +20,37 @@ type message struct {
 	seq        uint64
 	maxDeliver int
 	ackAsync   bool
+	ackWait    time.Duration
+	// lockedUntil (Unix nanoseconds) is when the server redelivers unless
+	// it hears from us: AckWait from the delivery or the last InProgress.
+	lockedUntil atomic.Int64
 }
 
-var _ consumer.Message = (*message)(nil)
+var _ consumer.Leased = (*message)(nil)
 
-func newMessage(m js.Msg, maxDeliver int, ackAsync bool) (*message, error) {
+// newMessage reads a delivery received at the given time. The server's
+// AckWait clock started a little earlier (the time on the wire), which the
+// runner's renewal at half the remaining time covers.
+func newMessage(m js.Msg, cfg Config, received time.Time) (*message, error) {
 	meta, err := m.Metadata()
 	if err != nil {
 		return nil, err
 	}
-	return &message{
+	msg := &message{
 		msg:        m,
 		delivery:   int(meta.NumDelivered),
 		seq:        meta.Sequence.Stream,
-		maxDeliver: maxDeliver,
-		ackAsync:   ackAsync,
-	}, nil
+		maxDeliver: cfg.MaxDeliver,
+		ackAsync:   cfg.AckAsync,
+		ackWait:    cfg.AckWait,
+	}
+	msg.lockedUntil.Store(received.Add(cfg.AckWait).UnixNano())
+	return msg, nil
 }
+
+// LockedUntil is when the server redelivers the message unless it is
+// settled or kept alive before.
+func (m *message) LockedUntil() time.Time { return time.Unix(0, m.lockedUntil.Load()) }
 
 func (m *message) Data() []byte    { return m.msg.Data() }
 func (m *message) Subject() string { return m.msg.Subject() }
@@ -80,9 +95,11 @@ func (m *message) Ack(ctx context.Context) error {
 
 // KeepAlive resets the server's AckWait clock; the server does not answer it.
 func (m *message) KeepAlive(context.Context) error {
+	sent := time.Now()
 	if err := m.msg.InProgress(); err != nil {
 		return fmt.Errorf("jetstream: keep message %d alive: %w", m.seq, err)
 	}
+	m.lockedUntil.Store(sent.Add(m.ackWait).UnixNano())
 	return nil
 }
 
