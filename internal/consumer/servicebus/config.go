@@ -8,6 +8,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/graphops/worker/internal/consumer"
 )
 
 // Defaults of Config.
@@ -67,17 +69,9 @@ type Config struct {
 	Limit func() int
 }
 
-// ConfigError names the setting that is wrong.
-type ConfigError struct {
-	// Setting is the environment variable where SPEC §5 names one, else
-	// the Config field.
-	Setting string
-	Problem string
-}
-
-func (e *ConfigError) Error() string {
-	return e.Setting + " " + e.Problem
-}
+// ConfigError names the setting that is wrong: the one type of every
+// adapter, consumer.ConfigError.
+type ConfigError = consumer.ConfigError
 
 // Validate fills zero fields with their defaults, completes a bare
 // namespace name, and reports the first setting that is wrong.

@@ -49,7 +49,7 @@ const (
 // ErrLockLost is wrapped by the errors of a settlement or lock renewal that
 // came too late: Service Bus has released the message (its lock expired)
 // and will deliver it again, or dead-letter it at MaxDeliveryCount.
-var ErrLockLost = errors.New("message lock lost; Service Bus delivers the message again")
+var ErrLockLost = consumer.ErrLockLost
 
 // message is one Service Bus delivery seen as a consumer.Message.
 type message struct {
@@ -61,7 +61,11 @@ type message struct {
 	handbacks int
 }
 
-var _ consumer.Message = (*message)(nil)
+var _ consumer.Leased = (*message)(nil)
+
+// peekLease stands for the lock of a peeked message, which has none: the
+// runner then has nothing to renew for as long as a handler can take.
+const peekLease = 24 * time.Hour
 
 func (s *Source) newMessage(rm *azservicebus.ReceivedMessage) *message {
 	body := bodyOf(rm)
@@ -74,6 +78,15 @@ func (s *Source) newMessage(rm *azservicebus.ReceivedMessage) *message {
 		delivery:  prior + max(int(rm.DeliveryCount), 1),
 		handbacks: propInt(rm.ApplicationProperties, PropHandbacks),
 	}
+}
+
+// LockedUntil is the end of the message lock, which RenewMessageLock moves
+// on (the SDK updates the received message).
+func (m *message) LockedUntil() time.Time {
+	if m.s.cfg.Peek || m.rm.LockedUntil == nil {
+		return time.Now().Add(peekLease)
+	}
+	return *m.rm.LockedUntil
 }
 
 // Data is the body, or in binary mode the structured event built from the
