@@ -128,7 +128,7 @@ func TestCmdShowPrintsEveryHeaderThenThePayloadVerbatim(t *testing.T) {
 	}
 	head = append(head, '\n')
 	pos := -1
-	for name, v := range e.Header() {
+	for name, v := range dlq.NATSHeader(e) {
 		line := name + ": " + v[0] + "\n"
 		if !bytes.Contains(head, []byte(line)) {
 			t.Errorf("missing %q", line)

@@ -79,8 +79,8 @@ func ReplayMsgID(stream string, seq uint64) string {
 	return "graphops-replay-" + stream + "-" + strconv.FormatUint(seq, 10)
 }
 
-// Replay republishes each dead letter's original bytes to its original
-// subject, with Graphops-Replay and a Nats-Msg-Id derived from the
+// Replay republishes each dead letter's original bytes and headers to its
+// original subject, with Graphops-Replay and a Nats-Msg-Id derived from the
 // sequence, and deletes the dead letter once the publish is acked. A dead
 // letter that fails is kept (or, when only its delete failed, is safe to
 // replay again) and the others are still replayed: it returns the sequences
@@ -147,7 +147,13 @@ func (s *Store) replayOne(ctx context.Context, seq uint64, publish Publisher) (s
 	if err := s.replayable(subject); err != nil {
 		return "", err
 	}
+	// The original's own headers go with it, so that a binary-mode
+	// command replays as it came.
+	e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
 	h := nats.Header{}
+	for name, values := range e.Headers {
+		h[name] = values
+	}
 	h.Set(HeaderReplay, strconv.FormatUint(seq, 10))
 	h.Set(jetstream.MsgIDHeader, ReplayMsgID(s.cfg.Stream, seq))
 	if err := publish(ctx, subject, m.Data, h); err != nil {

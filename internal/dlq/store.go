@@ -163,7 +163,7 @@ func (s *Store) Subject(shortTypeName string) string {
 // A non-empty dedupID is sent as Nats-Msg-Id: a Put retried with the same id
 // within 10 minutes stores nothing and returns the first Put's sequence.
 func (s *Store) Put(ctx context.Context, e Entry, dedupID string) (uint64, error) {
-	msg := &nats.Msg{Subject: s.Subject(e.Type), Header: e.Header(), Data: e.Payload}
+	msg := &nats.Msg{Subject: s.Subject(e.Type), Header: NATSHeader(e), Data: e.Payload}
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(s.cfg.Stream)}
 	if dedupID != "" {
 		opts = append(opts, jetstream.WithMsgID(dedupID))
@@ -184,6 +184,7 @@ func (s *Store) Get(ctx context.Context, seq uint64) (Entry, error) {
 		return Entry{}, fmt.Errorf("dlq: dead letter %d: %w", seq, err)
 	}
 	e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
+	e.Where = m.Subject
 	return e, nil
 }
 
@@ -215,6 +216,7 @@ func (s *Store) getRaw(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg
 func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
 	return s.each(ctx, func(m *jetstream.RawStreamMsg) error {
 		e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
+		e.Where = m.Subject
 		return fn(e)
 	})
 }

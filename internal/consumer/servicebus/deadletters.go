@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
-	"github.com/nats-io/nats.go"
 
 	"github.com/graphops/worker/internal/dlq"
 )
@@ -117,11 +116,11 @@ func (d *DeadLetters) Show(ctx context.Context, w io.Writer, seq uint64) error {
 	e := d.entryOf(rm)
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "Seq: %d\nStored: %s\nSubject: %s\n", e.Seq, e.Stored.UTC().Format(time.RFC3339Nano), d.cfg.entityPath())
-	h := e.Header()
+	h := e.Properties()
 	shown := map[string]bool{}
 	for _, name := range specHeaders() {
 		if v, ok := h[name]; ok {
-			fmt.Fprintf(bw, "%s: %s\n", name, v[0])
+			fmt.Fprintf(bw, "%s: %s\n", name, v)
 			shown[name] = true
 		}
 	}
@@ -356,20 +355,20 @@ func (d *DeadLetters) peekOne(ctx context.Context, seq uint64) (*azservicebus.Re
 // entryOf reads a dead letter: the SPEC §4 properties where this worker
 // dead-lettered it, else what Service Bus recorded.
 func (d *DeadLetters) entryOf(rm *azservicebus.ReceivedMessage) dlq.Entry {
-	h := nats.Header{}
+	h := map[string]string{}
 	for _, name := range specHeaders() {
 		if v, ok := rm.ApplicationProperties[name]; ok {
-			h.Set(name, propString(v))
+			h[name] = propString(v)
 		}
 	}
-	if h.Get(dlq.HeaderReason) == "" && rm.DeadLetterReason != nil {
-		h.Set(dlq.HeaderReason, *rm.DeadLetterReason)
+	if h[dlq.HeaderReason] == "" && rm.DeadLetterReason != nil {
+		h[dlq.HeaderReason] = *rm.DeadLetterReason
 	}
-	if h.Get(dlq.HeaderDescription) == "" && rm.DeadLetterErrorDescription != nil {
-		h.Set(dlq.HeaderDescription, *rm.DeadLetterErrorDescription)
+	if h[dlq.HeaderDescription] == "" && rm.DeadLetterErrorDescription != nil {
+		h[dlq.HeaderDescription] = *rm.DeadLetterErrorDescription
 	}
-	if h.Get(dlq.HeaderOriginalSubject) == "" {
-		h.Set(dlq.HeaderOriginalSubject, d.cfg.entityPath())
+	if h[dlq.HeaderOriginalSubject] == "" {
+		h[dlq.HeaderOriginalSubject] = d.cfg.entityPath()
 	}
 	var stored time.Time
 	if rm.EnqueuedTime != nil {
@@ -377,8 +376,34 @@ func (d *DeadLetters) entryOf(rm *azservicebus.ReceivedMessage) dlq.Entry {
 	}
 	// A property that does not parse leaves its field zero; the dead
 	// letter is shown, replayed or purged all the same.
-	e, _ := dlq.EntryFromMsg(bodyOf(rm), h, seqOf(rm), stored)
+	e, _ := dlq.EntryFromProperties(bodyOf(rm), func(name string) string { return h[name] }, seqOf(rm), stored)
+	e.Where = d.cfg.entityPath() + "/$DeadLetterQueue"
+	for name, v := range rm.ApplicationProperties {
+		switch {
+		case dlq.IsDeadLetterHeader(name):
+		case ownProperty(name):
+			if e.Extra == nil {
+				e.Extra = map[string][]string{}
+			}
+			e.Extra[name] = []string{propString(v)}
+		default:
+			if e.Headers == nil {
+				e.Headers = map[string][]string{}
+			}
+			e.Headers[name] = []string{propString(v)}
+		}
+	}
 	return e
+}
+
+// ownProperty: the properties Service Bus or this package add to a
+// command, which are not the producer's.
+func ownProperty(name string) bool {
+	switch name {
+	case "DeadLetterReason", "DeadLetterErrorDescription", PropHandbacks, PropPriorDeliveries, PropSubscription:
+		return true
+	}
+	return false
 }
 
 // replayCopy is the message Replay sends for dead letter seq.

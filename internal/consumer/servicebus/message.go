@@ -197,10 +197,8 @@ func (m *message) DeadLetter(ctx context.Context, e dlq.Entry) error {
 		e.OriginalSubject = m.Subject()
 	}
 	props := map[string]any{}
-	for name, values := range e.Header() {
-		if len(values) > 0 {
-			props[name] = values[0]
-		}
+	for name, v := range e.Properties() {
+		props[name] = v
 	}
 	reason, desc := limitText(string(e.Reason)), limitText(e.Description)
 	err := m.s.recv.DeadLetterMessage(ctx, m.rm, &azservicebus.DeadLetterOptions{
