@@ -151,10 +151,12 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		Command:         command.Options{RoleRequestUpdateDisabled: cfg.RoleRequestUpdate == "off"},
 		RetryMaxElapsed: cfg.RetryMaxElapsed, HandbackAfter: cfg.HandbackAfter,
 		BackoffInitial: cfg.RetryInitial, BackoffMax: cfg.RetryMax,
-		KeepAliveEvery:      min(cfg.AckWait, cfg.LedgerLease) / 3,
+		// The ledger's leases only: the consumer runner renews each
+		// message's broker lock from its own expiry.
+		KeepAliveEvery:      cfg.LedgerLease / 3,
 		SettleAfterNoAnswer: cfg.GraphSettle,
 		DryRun:              cfg.DryRun,
-	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Pacers: pacers, Metrics: m, Log: log,
+	}, worker.Deps{Graph: graph, Ledger: led, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
 
 	if err := src.start(ctx, cfg, log, proc.Admissible); err != nil {

@@ -12,7 +12,6 @@ import (
 	jsconsumer "github.com/graphops/worker/internal/consumer/jetstream"
 	"github.com/graphops/worker/internal/consumer/servicebus"
 	"github.com/graphops/worker/internal/dlq"
-	"github.com/graphops/worker/internal/worker"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -23,7 +22,6 @@ type source struct {
 	consumer.Source
 	name, url string
 	js        jetstream.JetStream // nil on Service Bus
-	dead      worker.DeadLetters
 	ready     func() bool
 	close     func()
 	start     func(ctx context.Context, cfg *config.Config, log *slog.Logger, limit func() int) error
@@ -44,7 +42,7 @@ func openSource(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sou
 		b.close()
 		return nil, fmt.Errorf("NATS_DLQ_STREAM: %w", err)
 	}
-	src := &source{url: b.url, js: b.js, dead: dead, close: b.close, name: cfg.Stream,
+	src := &source{url: b.url, js: b.js, close: b.close, name: cfg.Stream,
 		ready: func() bool { return b.nc.Status() == nats.CONNECTED }}
 	src.start = func(ctx context.Context, cfg *config.Config, log *slog.Logger, limit func() int) error {
 		durable := cfg.Durable
@@ -56,8 +54,9 @@ func openSource(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sou
 			MaxDeliver: cfg.MaxDeliver, Concurrency: cfg.Concurrency, StreamMaxAge: cfg.StreamMaxAge, Replicas: cfg.JSReplicas,
 			// The ledger, not the ack, is the authority: a lost ack only
 			// makes a redelivery that settles as a duplicate.
-			AckAsync: true,
-			Limit:    limit,
+			AckAsync:    true,
+			Limit:       limit,
+			DeadLetters: dead,
 		}, log)
 		if err != nil {
 			return fmt.Errorf("NATS_STREAM: %w", err)
@@ -80,7 +79,7 @@ func openServiceBus(cfg *config.Config) (*source, error) {
 	if entity == "" {
 		entity = cfg.SBTopic + "/" + cfg.SBSubscription
 	}
-	src := &source{name: entity, url: cfg.SBNamespace, dead: ownDeadLetters{}, close: func() {},
+	src := &source{name: entity, url: cfg.SBNamespace, close: func() {},
 		ready: func() bool { return false }}
 	src.start = func(ctx context.Context, cfg *config.Config, log *slog.Logger, limit func() int) error {
 		// The SDK retries a namespace it cannot reach for minutes; start-up
@@ -119,13 +118,4 @@ func openServiceBus(cfg *config.Config) (*source, error) {
 		return nil
 	}
 	return src, nil
-}
-
-// ownDeadLetters stands for the dead-letter store on a broker whose
-// messages dead-letter themselves (Service Bus): the processor never calls
-// it there.
-type ownDeadLetters struct{}
-
-func (ownDeadLetters) Put(context.Context, dlq.Entry, string) (uint64, error) {
-	return 0, errors.New("dead letters go to the entity's own dead-letter queue")
 }

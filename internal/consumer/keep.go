@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/graphops/worker/internal/dlq"
 )
 
 // Renewal timing: a lock is renewed when half of its remaining time has
@@ -93,6 +95,10 @@ func (k *kept) Ack(ctx context.Context) error {
 
 func (k *kept) HandBack(ctx context.Context, delay time.Duration) error {
 	return k.settle(func() error { return k.Leased.HandBack(ctx, delay) })
+}
+
+func (k *kept) DeadLetter(ctx context.Context, e dlq.Entry) error {
+	return k.settle(func() error { return k.Leased.DeadLetter(ctx, e) })
 }
 
 // KeepAlive renews at once and schedules the next renewal from the new

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/dlq"
 )
 
 // fakeMsg is a delivery with a lock of its own: KeepAlive moves the lock
@@ -56,6 +57,10 @@ func (m *fakeMsg) KeepAlive(context.Context) error {
 	m.lockedTill = now.Add(m.lockFor)
 	return nil
 }
+
+func (m *fakeMsg) InOrder() bool { return false }
+
+func (m *fakeMsg) DeadLetter(context.Context, dlq.Entry) error { return m.Ack(context.Background()) }
 
 func (m *fakeMsg) Ack(context.Context) error {
 	m.mu.Lock()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/graphops/worker/internal/dlq"
@@ -21,11 +20,6 @@ import (
 // A crash before the ledger write leaves the claim to expire; whoever takes
 // it over reconciles a resume by reading Graph. A crash after it finds the
 // final record on redelivery and acks as a duplicate.
-
-// brokerDeadLetter is a message whose broker keeps dead letters itself.
-type brokerDeadLetter interface {
-	DeadLetter(ctx context.Context, e dlq.Entry) error
-}
 
 // applied records the command as applied and acknowledges it.
 func (j *job) applied(status int, graphRequestID string, reconciled bool) {
@@ -72,22 +66,12 @@ func (j *job) deadLetter(reason dlq.Reason, description string) {
 	j.putDeadLetter(e)
 }
 
-// putDeadLetter stores e, then settles the claim and the message.
+// putDeadLetter has the broker store e and settle the message (the
+// adapter adds the original bytes, subject and headers, and stores the same
+// delivery once however often it is asked), then records it in the ledger.
 func (j *job) putDeadLetter(e dlq.Entry) {
-	e.OriginalSubject = j.m.Subject()
-	e.Payload = j.m.Data()
-	// The same delivery dead-lettered twice (a crash between the store
-	// and the ack) is stored once.
-	dedup := "graphops-dlq-" + j.m.ID() + "-" + strconv.Itoa(j.m.Delivery())
-	// A broker with its own dead-letter queue (Service Bus) moves the
-	// message itself there, which also settles it.
-	own, settles := j.m.(brokerDeadLetter)
 	if err := j.retryStore(func(ctx context.Context) error {
-		if settles {
-			return own.DeadLetter(ctx, e)
-		}
-		_, err := j.p.DeadLetters.Put(ctx, e, dedup)
-		return err
+		return j.m.DeadLetter(ctx, e)
 	}); err != nil {
 		j.logError("cannot store dead letter; handing the message back", "reason", e.Reason, "err", err)
 		j.handBack(j.p.cfg.BackoffMax, "dead-letter store unavailable")
@@ -101,9 +85,6 @@ func (j *job) putDeadLetter(e dlq.Entry) {
 			// (or deduplicate it) and try the record once more.
 			j.logError("dead-lettered but not recorded", "err", err)
 		}
-	}
-	if !settles {
-		j.ack()
 	}
 	j.p.Metrics.DeadLettered(e.Type, string(e.Reason))
 	j.reason, j.description = string(e.Reason), e.Description

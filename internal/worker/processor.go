@@ -34,11 +34,6 @@ type Graph interface {
 	InvalidateToken()
 }
 
-// DeadLetters stores dead letters.
-type DeadLetters interface {
-	Put(ctx context.Context, e dlq.Entry, dedupID string) (uint64, error)
-}
-
 // Config of a Processor; zero values take the documented defaults.
 type Config struct {
 	Command command.Options
@@ -56,9 +51,9 @@ type Config struct {
 	// long, and nobody else picks the command up before then
 	// (GRAPH_UNANSWERED_SETTLE, default 2m).
 	SettleAfterNoAnswer time.Duration
-	// KeepAliveEvery: how often a waiting command renews its broker lease
-	// and its ledger leases (default 10s; keep it under a third of the ack
-	// wait and of the ledger lease).
+	// KeepAliveEvery: how often a waiting command renews its ledger
+	// leases (default 10s; keep it under a third of the ledger lease). The
+	// broker lease is the consumer runner's to renew.
 	KeepAliveEvery time.Duration
 	// DryRun validates and logs the call each command would make, and
 	// records and calls nothing (WORKER_DRY_RUN).
@@ -88,9 +83,8 @@ func (c *Config) setDefaults() {
 
 // Deps are the processor's collaborators.
 type Deps struct {
-	Graph       Graph
-	Ledger      *ledger.Ledger
-	DeadLetters DeadLetters
+	Graph  Graph
+	Ledger *ledger.Ledger
 	// Pacers by operation; a missing one means unpaced.
 	Pacers  map[command.Type]*pacer.Pacer
 	Metrics *metrics.Metrics
@@ -280,7 +274,7 @@ func (j *job) run() {
 			}
 			remaining := claim.Record.LeaseUntil.Sub(p.Now())
 			busyWait = min(max(busyWait*2, 50*time.Millisecond), time.Second)
-			if p.Now().Sub(j.received)+busyWait > p.cfg.HandbackAfter && !j.m.Last() {
+			if p.Now().Sub(j.received)+busyWait > p.cfg.HandbackAfter && !j.m.Last() && !j.m.InOrder() {
 				j.handBack(remaining+jitter(time.Second), why)
 				return
 			}

@@ -93,6 +93,9 @@ type fakeMsg struct {
 	keepAlives int
 	handedBack []time.Duration
 	ackErr     error
+	// dead stores what DeadLetter is given; like the JetStream adapter,
+	// DeadLetter acks once the dead letter is stored.
+	dead *fakeDLQ
 }
 
 func (m *fakeMsg) Data() []byte         { return m.data }
@@ -107,6 +110,18 @@ func (m *fakeMsg) KeepAlive(context.Context) error {
 	m.keepAlives++
 	return nil
 }
+func (m *fakeMsg) InOrder() bool { return false }
+
+func (m *fakeMsg) DeadLetter(ctx context.Context, e dlq.Entry) error {
+	e.Payload, e.OriginalSubject = m.data, m.Subject()
+	if m.dead != nil {
+		if _, err := m.dead.Put(ctx, e, ""); err != nil {
+			return err
+		}
+	}
+	return m.Ack(ctx)
+}
+
 func (m *fakeMsg) Ack(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -206,10 +221,18 @@ func newRig(t *testing.T, cfg worker.Config) *rig {
 	if cfg.KeepAliveEvery == 0 {
 		cfg.KeepAliveEvery = time.Second
 	}
-	r.proc = worker.New(cfg, worker.Deps{Graph: r.graph, Ledger: led, DeadLetters: r.dead, Metrics: metrics.New(),
+	r.proc = worker.New(cfg, worker.Deps{Graph: r.graph, Ledger: led, Metrics: metrics.New(),
 		OnSettled: func(s worker.Settled) { mu.Lock(); r.settled = append(r.settled, s); mu.Unlock() }},
 		drain, context.Background())
 	return r
+}
+
+// handle gives m to the processor, its dead letters going to the rig's.
+func (r *rig) handle(m *fakeMsg) {
+	if m.dead == nil {
+		m.dead = r.dead
+	}
+	r.proc.Handle(m)
 }
 
 func seed(t testing.TB) []byte {
@@ -227,7 +250,7 @@ func TestALongThrottleIsHandedBackUnlessItIsTheLastDelivery(t *testing.T) {
 	r := newRig(t, cfg)
 	r.graph.script = []error{throttle(400 * time.Millisecond)}
 	m := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(m)
+	r.handle(m)
 	if m.acked != 0 || len(m.handedBack) != 1 || m.handedBack[0] < 300*time.Millisecond {
 		t.Fatalf("acked %d, handed back %v: want one hand-back of about the Retry-After", m.acked, m.handedBack)
 	}
@@ -239,7 +262,7 @@ func TestALongThrottleIsHandedBackUnlessItIsTheLastDelivery(t *testing.T) {
 	r.graph.script = []error{throttle(400 * time.Millisecond)}
 	last := &fakeMsg{data: seed(t), delivery: 5, last: true}
 	start := time.Now()
-	r.proc.Handle(last)
+	r.handle(last)
 	if len(last.handedBack) != 0 || last.acked != 1 || r.graph.writes != 2 {
 		t.Fatalf("last delivery: handed back %v, acked %d, writes %d: want it waited in place and applied",
 			last.handedBack, last.acked, r.graph.writes)
@@ -257,7 +280,7 @@ func TestADrainDuringTheLastDeliveryDeadLettersInsteadOfDroppingIt(t *testing.T)
 	r.graph.script = []error{throttle(20 * time.Second)}
 	m := &fakeMsg{data: seed(t), delivery: 50, last: true}
 	go func() { time.Sleep(200 * time.Millisecond); r.drain() }()
-	r.proc.Handle(m)
+	r.handle(m)
 	if len(r.dead.entries) != 1 || r.dead.entries[0].Reason != dlq.ReasonRetriesExhausted || m.acked != 1 {
 		t.Fatalf("dead letters %+v, acked %d: want retries_exhausted and an ack", r.dead.entries, m.acked)
 	}
@@ -270,7 +293,7 @@ func TestAnUnreachableLedgerHandsTheMessageBackWithoutACall(t *testing.T) {
 	r := newRig(t, worker.Config{})
 	r.store.fail = errors.New("connection refused")
 	m := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(m)
+	r.handle(m)
 	if r.graph.writes != 0 || m.acked != 0 || len(m.handedBack) != 1 {
 		t.Fatalf("writes %d acked %d handed back %v", r.graph.writes, m.acked, m.handedBack)
 	}
@@ -280,7 +303,7 @@ func TestAnUnreachableDeadLetterStoreNeverAcksTheMessage(t *testing.T) {
 	r := newRig(t, worker.Config{BackoffMax: 50 * time.Millisecond})
 	r.dead.fail = errors.New("stream unavailable")
 	m := &fakeMsg{data: []byte("not json"), delivery: 1}
-	r.proc.Handle(m)
+	r.handle(m)
 	if m.acked != 0 || len(m.handedBack) != 1 {
 		t.Fatalf("acked %d handed back %v: the message must go back, not be lost", m.acked, m.handedBack)
 	}
@@ -289,9 +312,9 @@ func TestAnUnreachableDeadLetterStoreNeverAcksTheMessage(t *testing.T) {
 func TestAFailedAckAfterApplyingLeavesARedeliveryToBeADuplicate(t *testing.T) {
 	r := newRig(t, worker.Config{})
 	first := &fakeMsg{data: seed(t), delivery: 1, ackErr: errors.New("connection closed")}
-	r.proc.Handle(first)
+	r.handle(first)
 	again := &fakeMsg{data: seed(t), delivery: 2}
-	r.proc.Handle(again)
+	r.handle(again)
 	if r.graph.writes != 1 || again.acked != 1 {
 		t.Fatalf("writes %d, redelivery acked %d", r.graph.writes, again.acked)
 	}
@@ -330,7 +353,7 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 			}
 			time.Sleep(5 * time.Millisecond)
 			m := &fakeMsg{data: seed(t), delivery: 2}
-			r.proc.Handle(m)
+			r.handle(m)
 			if r.graph.reads != 1 || r.graph.writes != tc.wantWrites {
 				t.Fatalf("reads %d writes %d, want 1 read and %d writes", r.graph.reads, r.graph.writes, tc.wantWrites)
 			}
@@ -342,27 +365,36 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 }
 
 // TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter: a call that takes
-// ten renewal periods keeps the broker lease alive all along, and the
+// ten renewal periods keeps the ledger lease alive all along, and the
 // renewals stop with the call (the timer is stopped, not left running).
+// The broker lease is not the worker's: the consumer runner renews it.
 func TestLeasesAreRenewedWhileAGraphCallRunsAndNotAfter(t *testing.T) {
 	r := newRig(t, worker.Config{KeepAliveEvery: 10 * time.Millisecond})
 	r.graph.delay = 100 * time.Millisecond
 	m := &fakeMsg{data: seed(t), delivery: 1}
-	r.proc.Handle(m)
+	r.handle(m)
+	revisions := func() uint64 {
+		r.store.mu.Lock()
+		defer r.store.mu.Unlock()
+		return r.store.rev
+	}
+	during := revisions()
 	m.mu.Lock()
-	during, acked := m.keepAlives, m.acked
+	keepAlives, acked := m.keepAlives, m.acked
 	m.mu.Unlock()
 	if acked != 1 {
 		t.Fatalf("acked %d times, want 1", acked)
 	}
-	if during < 3 {
-		t.Errorf("%d keep-alives during a call of 10 renewal periods, want several", during)
+	// The claim, the attempt and the outcome are three writes; every
+	// other one is a renewal.
+	if during < 3+3 {
+		t.Errorf("%d ledger writes around a call of 10 renewal periods, want several renewals", during)
+	}
+	if keepAlives != 0 {
+		t.Errorf("the worker renewed the broker lease %d times; that is the runner's job", keepAlives)
 	}
 	time.Sleep(50 * time.Millisecond)
-	m.mu.Lock()
-	after := m.keepAlives
-	m.mu.Unlock()
-	if after != during {
-		t.Errorf("keep-alives went on after the job ended: %d, then %d", during, after)
+	if after := revisions(); after != during {
+		t.Errorf("renewals went on after the job ended: %d writes, then %d", during, after)
 	}
 }

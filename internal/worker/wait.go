@@ -10,9 +10,10 @@ import (
 )
 
 // Waiting is where a command spends most of its life under throttling. While
-// it waits it keeps its broker lease and its ledger leases alive; a wait
-// longer than the hand-back threshold, or a drain, returns the message to the
-// broker instead of holding a slot.
+// it waits it keeps its ledger leases alive (the consumer runner keeps the
+// broker lease); a wait longer than the hand-back threshold, or a drain,
+// returns the message to the broker instead of holding a slot, except a
+// message kept in order (a Service Bus session), which waits in place.
 
 // reservationWaiter is a pacer reservation.
 type reservationWaiter interface {
@@ -23,7 +24,7 @@ type reservationWaiter interface {
 // wait sleeps d (keeping leases alive) and reports whether the job goes on;
 // false means the message was handed back.
 func (j *job) wait(d time.Duration) bool {
-	if d > j.p.cfg.HandbackAfter && !j.m.Last() {
+	if d > j.p.cfg.HandbackAfter && !j.m.Last() && !j.m.InOrder() {
 		j.handBack(d, "retry wait longer than the hand-back threshold")
 		return false
 	}
@@ -41,7 +42,7 @@ func (j *job) wait(d time.Duration) bool {
 
 // waitFor waits for a pacer reservation of the given delay.
 func (j *job) waitFor(delay time.Duration, r reservationWaiter) bool {
-	if delay > j.p.cfg.HandbackAfter && !j.m.Last() {
+	if delay > j.p.cfg.HandbackAfter && !j.m.Last() && !j.m.InOrder() {
 		r.Cancel()
 		j.handBack(delay, "throttle wait longer than the hand-back threshold")
 		return false
@@ -121,13 +122,11 @@ func (j *job) renewEvery(onErr func(error) (stop bool)) func() error {
 	}
 }
 
-// renew extends every lease the job holds.
+// renew extends the job's ledger leases. The broker's lease on the message
+// is renewed by the consumer runner, from the message's own lock expiry.
 func (j *job) renew() error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 	defer cancel()
-	if err := j.m.KeepAlive(ctx); err != nil {
-		j.warn("broker keep-alive failed", "err", err)
-	}
 	if j.claim != nil {
 		return j.claim.Renew(ctx)
 	}

@@ -1,11 +1,13 @@
 package jetstream
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/dlq"
 )
 
 // Defaults of Config (SPEC §3, §4, §5).
@@ -71,6 +73,15 @@ type Config struct {
 	// Limit, when set, caps the messages in flight below Concurrency at
 	// what the worker can use now (see consumer.Slots); 0 pauses fetching.
 	Limit func() int
+	// DeadLetters is where Message.DeadLetter stores dead letters (the
+	// dead-letter stream, *dlq.Store); without it DeadLetter fails.
+	DeadLetters DeadLetters
+}
+
+// DeadLetters stores a dead letter; a Put with a dedupID given before
+// stores nothing new (*dlq.Store).
+type DeadLetters interface {
+	Put(ctx context.Context, e dlq.Entry, dedupID string) (uint64, error)
 }
 
 // ConfigError names the setting that is wrong: the one type of every

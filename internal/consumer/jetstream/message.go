@@ -11,11 +11,14 @@ import (
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/dlq"
 )
 
 // message is one JetStream delivery seen as a consumer.Message.
 type message struct {
 	msg        js.Msg
+	stream     string
+	dead       DeadLetters
 	delivery   int
 	seq        uint64
 	maxDeliver int
@@ -38,6 +41,8 @@ func newMessage(m js.Msg, cfg Config, received time.Time) (*message, error) {
 	}
 	msg := &message{
 		msg:        m,
+		stream:     meta.Stream,
+		dead:       cfg.DeadLetters,
 		delivery:   int(meta.NumDelivered),
 		seq:        meta.Sequence.Stream,
 		maxDeliver: cfg.MaxDeliver,
@@ -115,4 +120,25 @@ func (m *message) HandBack(_ context.Context, delay time.Duration) error {
 		return fmt.Errorf("jetstream: hand back message %d: %w", m.seq, err)
 	}
 	return nil
+}
+
+// InOrder: JetStream keeps no order per request id (SPEC §3).
+func (m *message) InOrder() bool { return false }
+
+// DeadLetter stores e in the dead-letter stream with the original body and
+// headers, then acknowledges the message. The store deduplicates on the
+// stream sequence and delivery, so a retry after a failed ack (or a crash
+// between the two) stores nothing twice.
+func (m *message) DeadLetter(ctx context.Context, e dlq.Entry) error {
+	if m.dead == nil {
+		return fmt.Errorf("jetstream: dead-letter message %d: no dead-letter store configured", m.seq)
+	}
+	e.Payload = m.msg.Data()
+	e.OriginalSubject = m.msg.Subject()
+	e.Headers = map[string][]string(m.msg.Headers())
+	dedup := "graphops-dlq-" + m.stream + "-" + strconv.FormatUint(m.seq, 10) + "-" + strconv.Itoa(m.delivery)
+	if _, err := m.dead.Put(ctx, e, dedup); err != nil {
+		return fmt.Errorf("jetstream: dead-letter message %d: %w", m.seq, err)
+	}
+	return m.Ack(ctx)
 }

@@ -139,6 +139,10 @@ func (m *message) Header(name string) string {
 	return propString(v)
 }
 
+// InOrder: messages of a queue or subscription without sessions have no
+// order to keep.
+func (m *message) InOrder() bool { return false }
+
 // Ack completes the message.
 func (m *message) Ack(ctx context.Context) error {
 	if m.s.cfg.Peek {
