@@ -10,6 +10,7 @@ import (
 
 	js "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/graphops/worker/internal/cloudevent"
 	"github.com/graphops/worker/internal/consumer"
 	"github.com/graphops/worker/internal/dlq"
 )
@@ -17,6 +18,7 @@ import (
 // message is one JetStream delivery seen as a consumer.Message.
 type message struct {
 	msg        js.Msg
+	data       []byte // the structured event (the body itself unless binary mode)
 	stream     string
 	dead       DeadLetters
 	delivery   int
@@ -39,8 +41,10 @@ func newMessage(m js.Msg, cfg Config, received time.Time) (*message, error) {
 	if err != nil {
 		return nil, err
 	}
+	attrs, contentType := cloudevent.FromNATS(m.Headers())
 	msg := &message{
 		msg:        m,
+		data:       cloudevent.Structured(m.Data(), contentType, attrs),
 		stream:     meta.Stream,
 		dead:       cfg.DeadLetters,
 		delivery:   int(meta.NumDelivered),
@@ -57,7 +61,9 @@ func newMessage(m js.Msg, cfg Config, received time.Time) (*message, error) {
 // settled or kept alive before.
 func (m *message) LockedUntil() time.Time { return time.Unix(0, m.lockedUntil.Load()) }
 
-func (m *message) Data() []byte    { return m.msg.Data() }
+// Data is the body, or in binary mode (ce- headers) the structured event
+// built from the headers and the body.
+func (m *message) Data() []byte    { return m.data }
 func (m *message) Subject() string { return m.msg.Subject() }
 func (m *message) Delivery() int   { return m.delivery }
 func (m *message) ID() string      { return strconv.FormatUint(m.seq, 10) }
