@@ -19,6 +19,10 @@ import (
 type Leased interface {
 	Message
 	LockedUntil() time.Time
+	// Done is called once the handler has returned (settled or not), so
+	// that the adapter can free what the message held (a Service Bus
+	// session).
+	Done()
 }
 
 // Receiver is what an adapter implements for the Runner: everything else a
@@ -206,6 +210,7 @@ func (r *Runner) handBackNow(m Leased) {
 // handle runs h on m while keeping m's lock alive.
 func (r *Runner) handle(m Leased, h Handler) {
 	k := keep(m, r.cfg.Log)
+	defer m.Done()
 	defer k.stop()
 	h(k)
 }

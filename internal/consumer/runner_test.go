@@ -59,6 +59,7 @@ func (m *fakeMsg) KeepAlive(context.Context) error {
 }
 
 func (m *fakeMsg) InOrder() bool { return false }
+func (m *fakeMsg) Done()         {}
 
 func (m *fakeMsg) DeadLetter(context.Context, dlq.Entry) error { return m.Ack(context.Background()) }
 

@@ -340,8 +340,9 @@ func testSessionsInOrder(t *testing.T, open Open) {
 		}
 		busy[s] = true
 		order[s] = append(order[s], string(m.Data()))
+		first := len(order[s]) == 1
 		mu.Unlock()
-		if s == "s1" && len(order[s]) == 1 {
+		if s == "s1" && first {
 			// Waits in place past the lock duration: the session lock
 			// is renewed and the later commands of s1 wait behind it.
 			time.Sleep(5 * time.Second)

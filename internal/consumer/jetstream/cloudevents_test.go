@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cenats "github.com/cloudevents/sdk-go/protocol/nats_jetstream/v2"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/graphops/worker/internal/consumer"
 	"github.com/graphops/worker/internal/consumer/jetstream"

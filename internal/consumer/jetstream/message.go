@@ -128,6 +128,9 @@ func (m *message) HandBack(_ context.Context, delay time.Duration) error {
 	return nil
 }
 
+// Done: a JetStream message holds nothing beyond its own ack wait.
+func (m *message) Done() {}
+
 // InOrder: JetStream keeps no order per request id (SPEC §3).
 func (m *message) InOrder() bool { return false }
 

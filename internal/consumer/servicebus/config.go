@@ -52,6 +52,10 @@ type Config struct {
 	// (Service Bus's default 10): Message.Last is true on that delivery,
 	// after which Service Bus dead-letters the message by itself.
 	MaxDeliveryCount int
+	// Sessions (SERVICEBUS_SESSIONS) reads a session-enabled entity: up to
+	// Concurrency sessions at once, one message of a session at a time,
+	// in order; such messages are InOrder and a hand-back abandons them.
+	Sessions bool
 	// Peek makes Run browse the entity instead of locking messages (a dry
 	// run): every message is seen once and settling it does nothing, so
 	// the commands stay for the real consumers.
@@ -112,6 +116,8 @@ func (c *Config) Validate() error {
 		return bad("SERVICEBUS_SUBSCRIPTION", "%q is not a subscription name", c.Subscription)
 	case c.Concurrency < 1 || c.Concurrency > maxReceive:
 		return bad("WORKER_CONCURRENCY", "must be 1 to %d, got %d", maxReceive, c.Concurrency)
+	case c.Sessions && c.Peek:
+		return bad("WORKER_DRY_RUN", "cannot browse a session-enabled entity (SERVICEBUS_SESSIONS=true)")
 	case c.MaxDeliveryCount < 1:
 		return bad("MaxDeliveryCount", "must be ≥ 1, got %d", c.MaxDeliveryCount)
 	}

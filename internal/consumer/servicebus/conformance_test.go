@@ -17,7 +17,7 @@ import (
 // TestConformance runs the broker suite through the real SDK over AMQP
 // against sbemu, our model of Service Bus (not Azure).
 func TestConformance(t *testing.T) {
-	consumertest.Run(t, openServiceBus, consumertest.Features{Restart: true, Sessions: false})
+	consumertest.Run(t, openServiceBus, consumertest.Features{Restart: true, Sessions: true})
 }
 
 // sbBroker is a stand-in of its own per test with one queue.
@@ -33,7 +33,7 @@ func openServiceBus(t *testing.T, o consumertest.Options) consumertest.Broker {
 	emu.CreateQueue(conformanceQueue, sbemu.Entity{LockDuration: o.LockDuration, MaxDeliveryCount: o.MaxDeliveries,
 		RequiresSession: o.Sessions})
 	return &sbBroker{emu: emu, cfg: servicebus.Config{ConnectionString: emu.ConnectionString(), Queue: conformanceQueue,
-		MaxDeliveryCount: o.MaxDeliveries}}
+		MaxDeliveryCount: o.MaxDeliveries, Sessions: o.Sessions}}
 }
 
 func (b *sbBroker) Source(t *testing.T, concurrency int) consumer.Source {

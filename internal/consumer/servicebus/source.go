@@ -54,6 +54,16 @@ type receiver interface {
 	Close(ctx context.Context) error
 }
 
+// settler is what a message's verbs use of a receiver: the entity's
+// *azservicebus.Receiver, or a session's *azservicebus.SessionReceiver.
+type settler interface {
+	CompleteMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.CompleteMessageOptions) error
+	AbandonMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.AbandonMessageOptions) error
+	DeadLetterMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.DeadLetterOptions) error
+}
+
+var _ settler = (*azservicebus.SessionReceiver)(nil)
+
 // sender is what this package uses of *azservicebus.Sender.
 type sender interface {
 	SendMessage(ctx context.Context, m *azservicebus.Message, options *azservicebus.SendMessageOptions) error
@@ -77,8 +87,9 @@ type Source struct {
 
 	receiveWait, peekIdle, retryMin, retryMax time.Duration
 
-	runner *consumer.Runner
-	ok     atomic.Bool // the last receive or peek worked
+	runner   *consumer.Runner
+	sessions sessions    // Config.Sessions
+	ok       atomic.Bool // the last receive or peek worked
 }
 
 var _ consumer.Source = (*Source)(nil)
@@ -95,10 +106,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	recv, err := newReceiver(cl, cfg, 0)
-	if err != nil {
-		_ = cl.Close(ctx)
-		return nil, fmt.Errorf("servicebus: receiver on %s: %w", cfg.entityPath(), err)
+	var recv receiver = noReceiver{}
+	if !cfg.Sessions {
+		// With sessions, each accepted session has a receiver of its own.
+		r, err := newReceiver(cl, cfg, 0)
+		if err != nil {
+			_ = cl.Close(ctx)
+			return nil, fmt.Errorf("servicebus: receiver on %s: %w", cfg.entityPath(), err)
+		}
+		recv = r
 	}
 	send, err := cl.NewSender(cfg.sendTarget(), nil)
 	if err != nil {
@@ -114,7 +130,19 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error) {
 	// From an explicit sequence number, which leaves the receiver's own
 	// peek position (Config.Peek) at the start.
 	first := int64(1)
-	if _, err := recv.PeekMessages(ctx, 1, &azservicebus.PeekMessagesOptions{FromSequenceNumber: &first}); err != nil {
+	if cfg.Sessions {
+		// Accepting a session reaches the entity as a peek would (a
+		// session-enabled entity cannot be peeked without one).
+		r, err := s.acceptSession(ctx)
+		if err != nil {
+			_ = s.Close(ctx)
+			return nil, fmt.Errorf("servicebus: %s: %w", cfg.entityPath(), err)
+		}
+		if r != nil {
+			// Released at once: Run accepts the sessions it can handle.
+			_ = r.Close(ctx)
+		}
+	} else if _, err := recv.PeekMessages(ctx, 1, &azservicebus.PeekMessagesOptions{FromSequenceNumber: &first}); err != nil {
 		_ = s.Close(ctx)
 		return nil, fmt.Errorf("servicebus: %s: %w", cfg.entityPath(), err)
 	}
@@ -189,9 +217,12 @@ func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
 // (consumer.Receiver).
 func (s *Source) Receive(ctx context.Context, n int, deliver func(consumer.Leased)) error {
 	var err error
-	if s.cfg.Peek {
+	switch {
+	case s.cfg.Sessions:
+		err = s.receiveSessions(ctx, n, deliver)
+	case s.cfg.Peek:
 		err = s.peek(ctx, n, deliver)
-	} else {
+	default:
 		err = s.receive(ctx, n, deliver)
 	}
 	if ctx.Err() != nil {
@@ -254,3 +285,9 @@ func (s *Source) peek(ctx context.Context, n int, deliver func(consumer.Leased))
 	}
 	return nil
 }
+
+// noReceiver stands for the entity's receiver with sessions, where only
+// the sessions' receivers are used.
+type noReceiver struct{ receiver }
+
+func (noReceiver) Close(context.Context) error { return nil }
