@@ -13,6 +13,7 @@ import (
 
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/consumer"
 	"github.com/graphops/worker/internal/consumer/servicebus"
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/nats-io/nats.go"
@@ -29,21 +30,16 @@ func (e *UsageError) Error() string { return e.Msg }
 const subjectPrefix = "graphops.commands"
 
 // Submit publishes commands, one JSON document per line of r, to the
-// command stream on graphops.commands.<short type>, and reports each
-// stream sequence on w.
+// broker of WORKER_SOURCE: on NATS to the command stream on
+// graphops.commands.<short type>, on Service Bus to the queue or topic
+// (with the request id as SessionId when SERVICEBUS_SESSIONS is set). It
+// reports each message on w.
 func Submit(ctx context.Context, cfg *config.Config, r io.Reader, w io.Writer) error {
-	if cfg.NATSURL == "" {
-		return errors.New("NATS_URL: submit needs the broker to publish to (e.g. NATS_URL=nats://127.0.0.1:4222)")
-	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("graphops-submit"))
-	if err != nil {
-		return fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	publish, closePublisher, err := openPublisher(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	defer closePublisher()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	n, line := 0, 0
@@ -53,20 +49,68 @@ func Submit(ctx context.Context, cfg *config.Config, r io.Reader, w io.Writer) e
 		if len(data) == 0 {
 			continue
 		}
-		subject := subjectPrefix + "." + string(typeOfRaw(data))
-		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{"Content-Type": []string{"application/cloudevents+json"}}}
-		ack, err := js.PublishMsg(ctx, msg)
+		where, err := publish(ctx, data)
 		if err != nil {
-			return fmt.Errorf("line %d: publish to %s: %w (%d published before it)", line, subject, err, n)
+			return fmt.Errorf("line %d: %w (%d published before it)", line, err, n)
 		}
 		n++
-		fmt.Fprintf(w, "line %d: published to %s, stream %s sequence %d\n", line, subject, ack.Stream, ack.Sequence)
+		fmt.Fprintf(w, "line %d: published to %s\n", line, where)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("line %d: %w (%d published before it)", line+1, err, n)
 	}
 	fmt.Fprintf(w, "published %d commands\n", n)
 	return nil
+}
+
+// publishFunc publishes one command and says where it went.
+type publishFunc func(ctx context.Context, data []byte) (string, error)
+
+// openPublisher connects to the broker of WORKER_SOURCE for Submit.
+func openPublisher(ctx context.Context, cfg *config.Config) (publishFunc, func(), error) {
+	if cfg.Source == "servicebus" {
+		p, err := servicebus.NewPublisher(sbConfig(cfg))
+		if err != nil {
+			var ce *consumer.ConfigError
+			if errors.As(err, &ce) {
+				return nil, nil, fmt.Errorf("%s: %s", ce.Setting, ce.Problem)
+			}
+			return nil, nil, fmt.Errorf("SERVICEBUS_NAMESPACE: %w", err)
+		}
+		publish := func(ctx context.Context, data []byte) (string, error) {
+			sessionID := ""
+			if cmd, err := command.Parse(data, command.Options{}); err == nil {
+				sessionID = cmd.RequestID()
+			}
+			if err := p.Publish(ctx, data, sessionID); err != nil {
+				return "", err
+			}
+			return p.Target(), nil
+		}
+		return publish, func() { _ = p.Close(context.WithoutCancel(ctx)) }, nil
+	}
+	if cfg.NATSURL == "" {
+		return nil, nil, errors.New("NATS_URL: submit needs the broker to publish to (e.g. NATS_URL=nats://127.0.0.1:4222)")
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("graphops-submit"))
+	if err != nil {
+		return nil, nil, fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	publish := func(ctx context.Context, data []byte) (string, error) {
+		subject := subjectPrefix + "." + string(typeOfRaw(data))
+		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{"Content-Type": []string{"application/cloudevents+json"}}}
+		ack, err := js.PublishMsg(ctx, msg)
+		if err != nil {
+			return "", fmt.Errorf("publish to %s: %w", subject, err)
+		}
+		return fmt.Sprintf("%s, stream %s sequence %d", subject, ack.Stream, ack.Sequence), nil
+	}
+	return publish, nc.Close, nil
 }
 
 // typeOfRaw reads the short type of a command for its subject; the worker

@@ -71,7 +71,8 @@ func openSource(ctx context.Context, cfg *config.Config, log *slog.Logger) (*sou
 func sbConfig(cfg *config.Config) servicebus.Config {
 	return servicebus.Config{Namespace: cfg.SBNamespace, ConnectionString: cfg.SBConnectionString,
 		Queue: cfg.SBQueue, Topic: cfg.SBTopic, Subscription: cfg.SBSubscription,
-		Concurrency: cfg.Concurrency, MaxDeliveryCount: cfg.SBMaxDeliveryCount, Peek: cfg.DryRun}
+		Concurrency: cfg.Concurrency, MaxDeliveryCount: cfg.SBMaxDeliveryCount, Peek: cfg.DryRun,
+		Sessions: cfg.SBSessions}
 }
 
 func openServiceBus(cfg *config.Config) (*source, error) {
@@ -107,7 +108,7 @@ func openServiceBus(cfg *config.Config) (*source, error) {
 		}
 		s, err := o.s, o.err
 		if err != nil {
-			var ce *servicebus.ConfigError
+			var ce *consumer.ConfigError
 			if errors.As(err, &ce) {
 				return fmt.Errorf("%s: %s", ce.Setting, ce.Problem)
 			}
