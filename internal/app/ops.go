@@ -151,77 +151,47 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 	case verb == "replay" && *all == (len(seqs) > 0):
 		return &UsageError{"worker dlq replay: want IDs or --all"}
 	}
-	if cfg.Source == "servicebus" {
-		return serviceBusDLQ(ctx, cfg, verb, seqs, dlqFlags{*jsonOut, *all, *yes}, in, out)
-	}
-	b, err := connect(ctx, cfg, log)
+	backend, closeBackend, err := openDeadLetters(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer b.close()
-	store, err := dlq.New(ctx, b.js, dlqConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("NATS_DLQ_STREAM: %w", err)
-	}
+	defer closeBackend()
 	switch verb {
 	case "list":
-		return dlq.CmdList(ctx, store, out, *jsonOut)
+		return dlq.CmdList(ctx, backend, out, *jsonOut)
 	case "show":
-		return dlq.CmdShow(ctx, store, out, seqs[0])
+		return dlq.CmdShow(ctx, backend, out, seqs[0])
 	case "replay":
-		publish := dlq.JetStreamPublisher(b.js, jetstream.WithExpectStream(cfg.Stream))
-		return dlq.CmdReplay(ctx, store, out, seqs, *all, publish)
+		return dlq.CmdReplay(ctx, backend, out, seqs, *all)
 	case "purge":
-		return dlq.CmdPurge(ctx, store, in, out, *yes)
+		return dlq.CmdPurge(ctx, backend, in, out, *yes)
 	}
 	return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
+}
+
+// openDeadLetters opens the dead-letter store of WORKER_SOURCE: the
+// JetStream dead-letter stream, or the Service Bus entity's dead-letter
+// sub-queue (an ID is then the dead letter's sequence number).
+func openDeadLetters(ctx context.Context, cfg *config.Config, log *slog.Logger) (dlq.Backend, func(), error) {
+	if cfg.Source == "servicebus" {
+		d, err := servicebus.NewDeadLetters(sbConfig(cfg))
+		if err != nil {
+			return nil, nil, fmt.Errorf("SERVICEBUS_NAMESPACE: %w", err)
+		}
+		return d, func() { _ = d.Close(context.WithoutCancel(ctx)) }, nil
+	}
+	b, err := connect(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := dlq.New(ctx, b.js, dlqConfig(cfg))
+	if err != nil {
+		b.close()
+		return nil, nil, fmt.Errorf("NATS_DLQ_STREAM: %w", err)
+	}
+	return store.Backend(dlq.JetStreamPublisher(b.js, jetstream.WithExpectStream(cfg.Stream))), b.close, nil
 }
 
 func dlqConfig(cfg *config.Config) dlq.Config {
 	return dlq.Config{Stream: cfg.DLQStream, SubjectPrefix: cfg.DLQPrefix, Replicas: cfg.JSReplicas, CommandSubjects: cfg.SubjectList()}
-}
-
-type dlqFlags struct{ json, all, yes bool }
-
-// serviceBusDLQ runs the dlq commands on the entity's dead-letter sub-queue;
-// an ID is the dead letter's sequence number.
-func serviceBusDLQ(ctx context.Context, cfg *config.Config, verb string, seqs []uint64, f dlqFlags, in io.Reader, out io.Writer) error {
-	d, err := servicebus.NewDeadLetters(sbConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("SERVICEBUS_NAMESPACE: %w", err)
-	}
-	defer func() { _ = d.Close(context.WithoutCancel(ctx)) }()
-	switch verb {
-	case "list":
-		return dlq.CmdList(ctx, d, out, f.json)
-	case "show":
-		return d.Show(ctx, out, seqs[0])
-	case "replay":
-		var done []uint64
-		if f.all {
-			done, err = d.ReplayAll(ctx)
-		} else {
-			done, err = d.Replay(ctx, seqs)
-		}
-		for _, s := range done {
-			fmt.Fprintf(out, "replayed %d\n", s)
-		}
-		return err
-	case "purge":
-		n := 0
-		if err := d.List(ctx, func(dlq.Entry) error { n++; return nil }); err != nil {
-			return err
-		}
-		if !f.yes {
-			fmt.Fprintf(out, "Delete %d dead letters from %s? [y/N] ", n, cfg.SBQueue+cfg.SBTopic)
-			answer, _ := bufio.NewReader(in).ReadString('\n')
-			if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-				return dlq.ErrPurgeCancelled
-			}
-		}
-		removed, err := d.Purge(ctx)
-		fmt.Fprintf(out, "deleted %d dead letters\n", removed)
-		return err
-	}
-	return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
 }

@@ -183,9 +183,22 @@ func (s *Store) Get(ctx context.Context, seq uint64) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("dlq: dead letter %d: %w", seq, err)
 	}
+	return s.entryOf(m), nil
+}
+
+// entryOf reads a stored dead letter as far as it can be read, so that an
+// operator can still see, replay or delete one whose headers do not all
+// parse. The headers a direct get adds are not the dead letter's.
+func (s *Store) entryOf(m *jetstream.RawStreamMsg) Entry {
 	e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
 	e.Where = m.Subject
-	return e, nil
+	for _, name := range directGetHeaders() {
+		delete(e.Extra, name)
+	}
+	if len(e.Extra) == 0 {
+		e.Extra = nil
+	}
+	return e
 }
 
 // getRaw returns the stored message at seq when it is a dead letter.
@@ -215,9 +228,7 @@ func (s *Store) getRaw(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg
 // no consumer behind.
 func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
 	return s.each(ctx, func(m *jetstream.RawStreamMsg) error {
-		e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
-		e.Where = m.Subject
-		return fn(e)
+		return fn(s.entryOf(m))
 	})
 }
 
@@ -401,4 +412,9 @@ func subsetMatch(sub, filter string) bool {
 
 func isSpaceOrControl(r rune) bool {
 	return r == ' ' || r == '\t' || r == '\r' || r == '\n' || r < 0x20 || r == 0x7f
+}
+
+// directGetHeaders are the headers a direct get adds to the stored message.
+func directGetHeaders() []string {
+	return []string{"Nats-Stream", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Subject", "Nats-Num-Pending", "Nats-Last-Sequence"}
 }

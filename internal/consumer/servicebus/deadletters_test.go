@@ -84,7 +84,7 @@ func TestListReadsTheWorkersAndServiceBussDeadLetters(t *testing.T) {
 			GraphStatus: 403, GraphCode: "Forbidden", GraphRequestID: "g1", ClientRequestID: "cr1", Payload: []byte(`{"n":3}`),
 			Headers: map[string][]string{"cloudEvents:specversion": {"1.0"}}, Where: "commands/$DeadLetterQueue",
 			Extra: map[string][]string{"DeadLetterReason": {"graph_rejected"}, "DeadLetterErrorDescription": {"Graph said no"},
-				servicebus.PropHandbacks: {"1"}, servicebus.PropPriorDeliveries: {"3"}}},
+				servicebus.PropHandbacks: {"1"}, servicebus.PropPriorDeliveries: {"3"}, dlq.HeaderReplay: {"1"}}},
 		{Seq: 7, Stored: enqueued, Reason: "MaxDeliveryCountExceeded", Description: "Message could not be consumed after 10 delivery attempts.",
 			Type: "unknown", OriginalSubject: "commands", Payload: []byte("raw"), Where: "commands/$DeadLetterQueue",
 			Extra: map[string][]string{"DeadLetterReason": {"MaxDeliveryCountExceeded"},
@@ -147,7 +147,7 @@ func TestShowPrintsTheSpecPropertiesFirstThenTheOthersAndTheBody(t *testing.T) {
 	if err := newDeadLetters(t, queueCfg, dlqWith()).Show(context.Background(), &out, 3); err != nil {
 		t.Fatal(err)
 	}
-	want := "Seq: 3\nStored: 2026-11-23T09:00:00Z\nSubject: commands\n" +
+	want := "Seq: 3\nStored: 2026-11-23T09:00:00Z\nSubject: commands/$DeadLetterQueue\n" +
 		"Graphops-Reason: graph_rejected\nGraphops-Description: Graph said no\nGraphops-Type: resume\n" +
 		"Graphops-Command-Id: c1\nGraphops-Command-Source: urn:s\nGraphops-Request-Id: r1\nGraphops-Attempts: 2\n" +
 		"Graphops-First-Attempt: 2026-11-23T10:00:00Z\nGraphops-Last-Attempt: 2026-11-23T10:01:00Z\n" +
