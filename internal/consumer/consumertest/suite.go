@@ -314,7 +314,8 @@ func testReconnect(t *testing.T, open Open) {
 
 // testSessionsInOrder publishes interleaved commands of three sessions;
 // each session's come to the handler in order and one at a time, even
-// while one of them waits in place.
+// while one of them waits in place past the lock duration, and a dead
+// letter does not hold its session back.
 func testSessionsInOrder(t *testing.T, open Open) {
 	b := open(t, Options{LockDuration: 2 * time.Second, MaxDeliveries: 5, Sessions: true})
 	const per = 4
@@ -350,12 +351,22 @@ func testSessionsInOrder(t *testing.T, open Open) {
 		mu.Lock()
 		busy[s] = false
 		mu.Unlock()
-		settle(t, "ack", m.Ack)
+		if s == "s2" && first {
+			// A dead letter settles its message: the session goes on.
+			settle(t, "dead-letter", func(ctx context.Context) error {
+				return m.DeadLetter(ctx, dlq.Entry{Reason: dlq.ReasonValidationFailed, Type: "resume"})
+			})
+		} else {
+			settle(t, "ack", m.Ack)
+		}
 		total.Add(1)
 	})
 	waitFor(t, "every session message handled", 40*time.Second, func() bool { return total.Load() == int64(per*len(sessions)) })
 	mu.Lock()
 	defer mu.Unlock()
+	if dead := b.DeadLetters(t); len(dead) != 1 || string(dead[0].Payload) != `{"session":"s2","n":0}` {
+		t.Errorf("dead letters %v, want s2's first command", dead)
+	}
 	for _, s := range sessions {
 		for i, got := range order[s] {
 			if want := fmt.Sprintf(`{"session":%q,"n":%d}`, s, i); got != want {

@@ -91,3 +91,52 @@ func (b *sbBroker) DeadLetters(t *testing.T) []dlq.Entry {
 }
 
 func (b *sbBroker) Restart(*testing.T) { b.emu.Restart() }
+
+// TestAReplayedDeadLetterKeepsItsSessionID: on a session-enabled queue the
+// replayed copy goes back into its session (SPEC §4).
+func TestAReplayedDeadLetterKeepsItsSessionID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the Service Bus stand-in")
+	}
+	b := openServiceBus(t, consumertest.Options{LockDuration: 5 * time.Second, MaxDeliveries: 5, Sessions: true}).(*sbBroker)
+	b.Publish(t, consumertest.Outgoing{Body: []byte(`{"n":1}`), SessionID: "req-1"})
+	src := b.Source(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan string, 2)
+	done := make(chan error, 1)
+	go func() {
+		done <- src.Run(ctx, func(m consumer.Message) {
+			if m.Header(dlq.HeaderReplay) != "" {
+				got <- "replayed"
+				_ = m.Ack(context.Background())
+				return
+			}
+			if err := m.DeadLetter(context.Background(), dlq.Entry{Reason: dlq.ReasonGraphRejected, Type: "resume"}); err != nil {
+				t.Error(err)
+			}
+			got <- "dead-lettered"
+		})
+	}()
+	if r := <-got; r != "dead-lettered" {
+		t.Fatalf("first handling %s", r)
+	}
+	dead := b.emu.DeadLetters(conformanceQueue)
+	if len(dead) != 1 || dead[0].SessionID != "req-1" {
+		t.Fatalf("dead letters %+v, want one of session req-1", dead)
+	}
+	d, err := servicebus.NewDeadLetters(b.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = d.Close(context.Background()) }()
+	cancel() // stop receiving, so that the copy stays on the queue to be looked at
+	<-done
+	if _, err := d.Replay(context.Background(), []uint64{uint64(dead[0].SequenceNumber)}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := b.emu.State(conformanceQueue).Messages
+	if len(msgs) != 1 || msgs[0].SessionID != "req-1" || msgs[0].Prop(dlq.HeaderReplay) == "" {
+		t.Fatalf("queue holds %+v, want the replayed copy in session req-1", msgs)
+	}
+}
