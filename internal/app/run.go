@@ -64,11 +64,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 
-	src, err := openSource(ctx, cfg, log)
+	src, err := openBroker(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer src.close()
+	defer src.Close()
 
 	admin := metrics.NewAdmin(metrics.AdminConfig{Addr: cfg.AdminAddr, Ready: func() error {
 		switch {
@@ -76,7 +76,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 			return errors.New("draining")
 		case !started.Load():
 			return errors.New("starting")
-		case !src.ready():
+		case !src.Ready():
 			return errors.New("broker disconnected")
 		case storeDown.Load():
 			return errors.New("idempotency store unreachable")
@@ -92,7 +92,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		_ = admin.Shutdown(sctx)
 	}()
 
-	store, closeStore, err := openStore(ctx, cfg, src.js)
+	store, closeStore, err := openStore(ctx, cfg, src.JetStream())
 	if err != nil {
 		return err
 	}
@@ -159,16 +159,17 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	}, worker.Deps{Graph: graph, Ledger: led, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
 
-	if err := src.start(ctx, cfg, log, proc.Admissible); err != nil {
+	commands, err := src.Consume(ctx, cfg, log, proc.Admissible)
+	if err != nil {
 		return err
 	}
 	started.Store(true)
-	log.Info("consuming", "source", cfg.Source, "from", src.name, "replica", owner,
+	log.Info("consuming", "source", cfg.Source, "from", src.Name(), "replica", owner,
 		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency)
 	if hooks.OnStarted != nil {
-		hooks.OnStarted(admin.Addr(), src.url)
+		hooks.OnStarted(admin.Addr(), src.URL())
 	}
-	err = src.Run(drain, proc.Handle)
+	err = commands.Run(drain, proc.Handle)
 	draining.Store(true)
 	cancelStop()
 	stopPacers()
@@ -176,16 +177,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	return err
 }
 
-// broker is a NATS connection, with the embedded server behind it when
+// natsConn is a NATS connection, with the embedded server behind it when
 // NATS_URL is empty.
-type broker struct {
+type natsConn struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	url      string
 	embedded *natsembed.Server
 }
 
-func (b *broker) close() {
+func (b *natsConn) close() {
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		b.nc.Close()
@@ -197,8 +198,8 @@ func (b *broker) close() {
 
 // connect connects to NATS_URL, or starts an embedded server under
 // WORKER_DATA_DIR.
-func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*broker, error) {
-	b := &broker{url: cfg.NATSURL}
+func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsConn, error) {
+	b := &natsConn{url: cfg.NATSURL}
 	if b.url == "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("WORKER_DATA_DIR: %w", err)
