@@ -1,7 +1,12 @@
-// Package consumer defines what the worker needs from a broker: a source of
-// messages and the four things a worker can say about one of them. Each broker
-// adapter lives in its own sub-package (jetstream, servicebus) and owns the
-// broker's names and settings; the processing of a message does not live here.
+// Package consumer defines what the worker needs from a broker (Message,
+// the broker contract of issue 11) and owns the one engine every broker
+// shares: the Runner (the receive loop within free slots, a goroutine per
+// handler, backoff on broker errors, the hand-back at shutdown, and the
+// renewal of every held message's lock from its own expiry). Each broker
+// adapter lives in its own sub-package (jetstream, servicebus), implements
+// only Receiver and the verbs of its messages, and must pass the
+// conformance suite in consumertest. The processing of a message does not
+// live here.
 package consumer
 
 import (

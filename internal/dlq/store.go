@@ -1,10 +1,10 @@
-// Package dlq owns the dead-letter store of the NATS JetStream deployment: the
-// stream of dead letters (SPEC §4), the headers a dead letter carries, and
-// what an operator does with them (`worker dlq list|show|replay|purge`,
-// SPEC §8). It does not decide when a command is dead-lettered or why (the
-// worker does), it does not wire commands into the `worker` binary, and it
-// does not handle Service Bus dead letters, which live in the entity's own
-// dead-letter sub-queue.
+// Package dlq owns dead letters (SPEC §4, §8): the broker-neutral Entry
+// and its SPEC §4 headers, what an operator does with dead letters (`worker
+// dlq list|show|replay|purge`), written once over Backend, and the
+// JetStream backend (the dead-letter stream, Store). The Service Bus
+// backend is the entity's own dead-letter sub-queue (servicebus.DeadLetters).
+// It does not decide when a command is dead-lettered or why (the worker
+// does), and it does not wire commands into the `worker` binary.
 package dlq
 
 import (
