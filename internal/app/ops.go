@@ -13,10 +13,7 @@ import (
 
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/config"
-	"github.com/graphops/worker/internal/consumer/servicebus"
 	"github.com/graphops/worker/internal/dlq"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // UsageError is a mistake on the command line (exit code 2).
@@ -29,21 +26,19 @@ func (e *UsageError) Error() string { return e.Msg }
 const subjectPrefix = "graphops.commands"
 
 // Submit publishes commands, one JSON document per line of r, to the
-// command stream on graphops.commands.<short type>, and reports each
-// stream sequence on w.
+// broker of WORKER_SOURCE: on NATS to the command stream on
+// graphops.commands.<short type>, on Service Bus to the queue or topic
+// (with the request id as SessionId when SERVICEBUS_SESSIONS is set). It
+// reports each message on w.
 func Submit(ctx context.Context, cfg *config.Config, r io.Reader, w io.Writer) error {
-	if cfg.NATSURL == "" {
+	if cfg.Source != "servicebus" && cfg.NATSURL == "" {
 		return errors.New("NATS_URL: submit needs the broker to publish to (e.g. NATS_URL=nats://127.0.0.1:4222)")
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("graphops-submit"))
-	if err != nil {
-		return fmt.Errorf("NATS_URL: cannot connect to %s: %w", cfg.NATSURL, err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
+	b, err := openBroker(ctx, cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
+	defer b.Close()
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	n, line := 0, 0
@@ -53,14 +48,12 @@ func Submit(ctx context.Context, cfg *config.Config, r io.Reader, w io.Writer) e
 		if len(data) == 0 {
 			continue
 		}
-		subject := subjectPrefix + "." + string(typeOfRaw(data))
-		msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{"Content-Type": []string{"application/cloudevents+json"}}}
-		ack, err := js.PublishMsg(ctx, msg)
+		where, err := b.Publish(ctx, data)
 		if err != nil {
-			return fmt.Errorf("line %d: publish to %s: %w (%d published before it)", line, subject, err, n)
+			return fmt.Errorf("line %d: %w (%d published before it)", line, err, n)
 		}
 		n++
-		fmt.Fprintf(w, "line %d: published to %s, stream %s sequence %d\n", line, subject, ack.Stream, ack.Sequence)
+		fmt.Fprintf(w, "line %d: published to %s\n", line, where)
 	}
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("line %d: %w (%d published before it)", line+1, err, n)
@@ -107,77 +100,25 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 	case verb == "replay" && *all == (len(seqs) > 0):
 		return &UsageError{"worker dlq replay: want IDs or --all"}
 	}
-	if cfg.Source == "servicebus" {
-		return serviceBusDLQ(ctx, cfg, verb, seqs, dlqFlags{*jsonOut, *all, *yes}, in, out)
-	}
-	b, err := connect(ctx, cfg, log)
+	b, err := openBroker(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer b.close()
-	store, err := dlq.New(ctx, b.js, dlqConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("NATS_DLQ_STREAM: %w", err)
-	}
+	defer b.Close()
+	backend := b.DeadLetters()
 	switch verb {
 	case "list":
-		return dlq.CmdList(ctx, store, out, *jsonOut)
+		return dlq.CmdList(ctx, backend, out, *jsonOut)
 	case "show":
-		return dlq.CmdShow(ctx, store, out, seqs[0])
+		return dlq.CmdShow(ctx, backend, out, seqs[0])
 	case "replay":
-		publish := dlq.JetStreamPublisher(b.js, jetstream.WithExpectStream(cfg.Stream))
-		return dlq.CmdReplay(ctx, store, out, seqs, *all, publish)
+		return dlq.CmdReplay(ctx, backend, out, seqs, *all)
 	case "purge":
-		return dlq.CmdPurge(ctx, store, in, out, *yes)
+		return dlq.CmdPurge(ctx, backend, in, out, *yes)
 	}
 	return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
 }
 
 func dlqConfig(cfg *config.Config) dlq.Config {
 	return dlq.Config{Stream: cfg.DLQStream, SubjectPrefix: cfg.DLQPrefix, Replicas: cfg.JSReplicas, CommandSubjects: cfg.SubjectList()}
-}
-
-type dlqFlags struct{ json, all, yes bool }
-
-// serviceBusDLQ runs the dlq commands on the entity's dead-letter sub-queue;
-// an ID is the dead letter's sequence number.
-func serviceBusDLQ(ctx context.Context, cfg *config.Config, verb string, seqs []uint64, f dlqFlags, in io.Reader, out io.Writer) error {
-	d, err := servicebus.NewDeadLetters(sbConfig(cfg))
-	if err != nil {
-		return fmt.Errorf("SERVICEBUS_NAMESPACE: %w", err)
-	}
-	defer func() { _ = d.Close(context.WithoutCancel(ctx)) }()
-	switch verb {
-	case "list":
-		return dlq.CmdList(ctx, d, out, f.json)
-	case "show":
-		return d.Show(ctx, out, seqs[0])
-	case "replay":
-		var done []uint64
-		if f.all {
-			done, err = d.ReplayAll(ctx)
-		} else {
-			done, err = d.Replay(ctx, seqs)
-		}
-		for _, s := range done {
-			fmt.Fprintf(out, "replayed %d\n", s)
-		}
-		return err
-	case "purge":
-		n := 0
-		if err := d.List(ctx, func(dlq.Entry) error { n++; return nil }); err != nil {
-			return err
-		}
-		if !f.yes {
-			fmt.Fprintf(out, "Delete %d dead letters from %s? [y/N] ", n, cfg.SBQueue+cfg.SBTopic)
-			answer, _ := bufio.NewReader(in).ReadString('\n')
-			if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
-				return dlq.ErrPurgeCancelled
-			}
-		}
-		removed, err := d.Purge(ctx)
-		fmt.Fprintf(out, "deleted %d dead letters\n", removed)
-		return err
-	}
-	return &UsageError{"worker dlq: unknown command " + verb + " (want list, show, replay or purge)"}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/graphops/worker/internal/app"
 	"github.com/graphops/worker/internal/config"
+	"github.com/graphops/worker/internal/consumer/servicebus/sbemu"
 	"github.com/graphops/worker/internal/graphsim"
 )
 
@@ -93,5 +94,44 @@ func TestPurgeAsksUnlessYes(t *testing.T) {
 	}
 	if n := len(h.deadLetters()); n != 0 {
 		t.Fatalf("%d dead letters after purge --yes", n)
+	}
+}
+
+func TestSubmitPublishesToServiceBusWithTheRequestIDAsSessionID(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs the Service Bus stand-in")
+	}
+	emu := sbemu.Start(t)
+	emu.CreateQueue("plain", sbemu.Entity{})
+	emu.CreateQueue("ordered", sbemu.Entity{RequiresSession: true})
+	cases := []struct {
+		name, queue, sessions string
+		wantSession           string
+	}{
+		{"a queue without sessions", "plain", "false", ""},
+		{"a session-enabled queue", "ordered", "true", "0e60f18c-b2a0-4887-9da8-da2e30a39d99"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env := map[string]string{"WORKER_SOURCE": "servicebus", "SERVICEBUS_CONNECTION_STRING": emu.ConnectionString(),
+				"SERVICEBUS_QUEUE": c.queue, "SERVICEBUS_SESSIONS": c.sessions}
+			cfg, err := config.Load(nil, func(k string) string { return env[k] }, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			line := example(t, "resume-seed-verified")
+			var out bytes.Buffer
+			if err := app.Submit(context.Background(), cfg, bytes.NewReader(append(line, '\n')), &out); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(out.String(), "published to "+c.queue) || !strings.Contains(out.String(), "published 1 commands") {
+				t.Errorf("submit said %q", out.String())
+			}
+			msgs := emu.State(c.queue).Messages
+			if len(msgs) != 1 || !bytes.Equal(msgs[0].Body, line) || msgs[0].SessionID != c.wantSession ||
+				msgs[0].ContentType != "application/cloudevents+json" {
+				t.Fatalf("queue holds %+v, want the command with SessionId %q", msgs, c.wantSession)
+			}
+		})
 	}
 }

@@ -67,11 +67,11 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 
-	src, err := openSource(ctx, cfg, log)
+	src, err := openBroker(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer src.close()
+	defer src.Close()
 	var proc atomic.Pointer[worker.Processor] // for /readyz, once made
 
 	admin := metrics.NewAdmin(metrics.AdminConfig{Addr: cfg.AdminAddr, Ready: func() error {
@@ -80,7 +80,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 			return errors.New("draining")
 		case !started.Load():
 			return errors.New("starting")
-		case !src.ready():
+		case !src.Ready():
 			return errors.New("broker disconnected")
 		case storeDown.Load():
 			return errors.New("idempotency store unreachable")
@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		_ = admin.Shutdown(sctx)
 	}()
 
-	store, closeStore, err := openStore(ctx, cfg, src.js)
+	store, closeStore, err := openStore(ctx, cfg, src.JetStream())
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		}
 	}()
 
-	outcomes, closeOutcomes, err := openOutcomes(ctx, cfg, src.js)
+	outcomes, closeOutcomes, err := openOutcomes(ctx, cfg, src.JetStream())
 	if err != nil {
 		return err
 	}
@@ -163,23 +163,26 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		Command:         command.Options{RoleRequestUpdateDisabled: cfg.RoleRequestUpdate == "off"},
 		RetryMaxElapsed: cfg.RetryMaxElapsed, HandbackAfter: cfg.HandbackAfter,
 		BackoffInitial: cfg.RetryInitial, BackoffMax: cfg.RetryMax,
-		KeepAliveEvery:      min(cfg.AckWait, cfg.LedgerLease) / 3,
+		// The ledger's leases only: the consumer runner renews each
+		// message's broker lock from its own expiry.
+		KeepAliveEvery:      cfg.LedgerLease / 3,
 		SettleAfterNoAnswer: cfg.GraphSettle,
 		DryRun:              cfg.DryRun,
-	}, worker.Deps{Graph: graph, Ledger: led, DeadLetters: src.dead, Outcomes: outcomes, Pacers: pacers, Metrics: m, Log: log,
+	}, worker.Deps{Graph: graph, Ledger: led, Outcomes: outcomes, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
 	proc.Store(p)
 
-	if err := src.start(ctx, cfg, log, p.Admissible); err != nil {
+	commands, err := src.Consume(ctx, cfg, log, p.Admissible)
+	if err != nil {
 		return err
 	}
 	started.Store(true)
-	log.Info("consuming", "source", cfg.Source, "from", src.name, "replica", owner,
+	log.Info("consuming", "source", cfg.Source, "from", src.Name(), "replica", owner,
 		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency, "outcome_events", cfg.OutcomeEvents)
 	if hooks.OnStarted != nil {
-		hooks.OnStarted(admin.Addr(), src.url)
+		hooks.OnStarted(admin.Addr(), src.URL())
 	}
-	err = src.Run(drain, p.Handle)
+	err = commands.Run(drain, p.Handle)
 	draining.Store(true)
 	cancelStop()
 	stopPacers()
@@ -187,16 +190,16 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	return err
 }
 
-// broker is a NATS connection, with the embedded server behind it when
+// natsConn is a NATS connection, with the embedded server behind it when
 // NATS_URL is empty.
-type broker struct {
+type natsConn struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	url      string
 	embedded *natsembed.Server
 }
 
-func (b *broker) close() {
+func (b *natsConn) close() {
 	if b.nc != nil {
 		_ = b.nc.Drain()
 		b.nc.Close()
@@ -208,8 +211,8 @@ func (b *broker) close() {
 
 // connect connects to NATS_URL, or starts an embedded server under
 // WORKER_DATA_DIR.
-func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*broker, error) {
-	b := &broker{url: cfg.NATSURL}
+func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsConn, error) {
+	b := &natsConn{url: cfg.NATSURL}
 	if b.url == "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("WORKER_DATA_DIR: %w", err)

@@ -40,6 +40,7 @@ type Config struct {
 	SBTopic            string
 	SBSubscription     string
 	SBMaxDeliveryCount int
+	SBSessions         bool // SERVICEBUS_SESSIONS: the entity is session-enabled
 
 	GraphBaseURL      string
 	GraphTimeout      time.Duration
@@ -134,6 +135,7 @@ func settings() []setting {
 		{"SERVICEBUS_TOPIC", "Service Bus topic of commands (with SERVICEBUS_SUBSCRIPTION)", "", false, str(func(c *Config) *string { return &c.SBTopic })},
 		{"SERVICEBUS_SUBSCRIPTION", "Service Bus subscription of SERVICEBUS_TOPIC", "", false, str(func(c *Config) *string { return &c.SBSubscription })},
 		{"SERVICEBUS_MAX_DELIVERY_COUNT", "the entity's MaxDeliveryCount: its last delivery is dead-lettered by the worker, not handed back", "10", false, num(func(c *Config) *int { return &c.SBMaxDeliveryCount })},
+		{"SERVICEBUS_SESSIONS", "the queue or subscription requires sessions (SessionId = request id): the commands of a request are applied in order", "false", false, boolean(func(c *Config) *bool { return &c.SBSessions })},
 		{"GRAPH_BASE_URL", "Microsoft Graph base URL", "https://graph.microsoft.com", false, str(func(c *Config) *string { return &c.GraphBaseURL })},
 		{"GRAPH_TIMEOUT", "timeout of one Graph call", "30s", false, dur(func(c *Config) *time.Duration { return &c.GraphTimeout })},
 		{"GRAPH_UNANSWERED_SETTLE", "after a write that got no answer (timeout, reset, 504), how long Graph may still apply it: the command is not read, resent or taken over before then", "2m", false, dur(func(c *Config) *time.Duration { return &c.GraphSettle })},

@@ -24,14 +24,13 @@ var ErrPurgeCancelled = errors.New("purge cancelled")
 // whole text is in `show` and `--json`.
 const listDescriptionWidth = 60
 
-// CmdList writes the dead letters as a table (`worker dlq list`) or, with
-// jsonLines, as one JSON object per line (`--json`).
-// Lister is what CmdList reads: this package's Store, or another broker's
-// dead-letter queue.
+// Lister is what CmdList reads: any Backend.
 type Lister interface {
 	List(ctx context.Context, fn func(Entry) error) error
 }
 
+// CmdList writes the dead letters as a table (`worker dlq list`) or, with
+// jsonLines, as one JSON object per line (`--json`).
 func CmdList(ctx context.Context, s Lister, w io.Writer, jsonLines bool) error {
 	if jsonLines {
 		enc := json.NewEncoder(w)
@@ -134,65 +133,62 @@ func jsonTime(t time.Time) *string {
 	return &s
 }
 
-// CmdShow writes one dead letter (`worker dlq show ID`): its sequence, time
-// and subject, every header it was stored with (those of SPEC §4 first, in
-// its order), a blank line, then the payload verbatim.
-func CmdShow(ctx context.Context, s *Store, w io.Writer, seq uint64) error {
-	m, err := s.getRaw(ctx, seq)
+// CmdShow writes one dead letter (`worker dlq show ID`): its ID, time and
+// where it is stored, its SPEC §4 headers in their order, every other
+// header or property it carries (the original message's and the
+// broker's) sorted by name, a blank line, then the payload verbatim.
+func CmdShow(ctx context.Context, b Backend, w io.Writer, id uint64) error {
+	e, err := b.Get(ctx, id)
 	if err != nil {
-		return fmt.Errorf("dead letter %d: %w", seq, err)
+		return fmt.Errorf("dead letter %d: %w", id, err)
 	}
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "Seq: %d\nStored: %s\nSubject: %s\n", m.Sequence, m.Time.UTC().Format(time.RFC3339Nano), m.Subject)
-	known := headerNames()
-	for _, name := range known {
-		for _, v := range m.Header.Values(name) {
+	fmt.Fprintf(bw, "Seq: %d\nStored: %s\nSubject: %s\n", e.Seq, e.Stored.UTC().Format(time.RFC3339Nano), e.Where)
+	props := e.Properties()
+	for _, name := range headerNames() {
+		if v := props[name]; v != "" {
 			fmt.Fprintf(bw, "%s: %s\n", name, v)
 		}
 	}
-	var others []string
-	for name := range m.Header {
-		switch {
-		case slices.Contains(known, name):
-		case slices.Contains(directGetHeaders(), name):
-			// Added by the server to a direct get; printed above.
-		default:
-			others = append(others, name)
-		}
+	others := map[string][]string{}
+	for name, values := range e.Headers {
+		others[name] = values
 	}
-	slices.Sort(others)
-	for _, name := range others {
-		for _, v := range m.Header.Values(name) {
-			fmt.Fprintf(bw, "%s: %s\n", name, v)
+	for name, values := range e.Extra {
+		others[name] = values
+	}
+	names := make([]string, 0, len(others))
+	for name := range others {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		for _, v := range others[name] {
+			fmt.Fprintf(bw, "%s: %s\n", name, strings.ReplaceAll(v, "\n", " "))
 		}
 	}
 	bw.WriteString("\n")
-	bw.Write(m.Data)
+	bw.Write(e.Payload)
 	return bw.Flush()
 }
 
-// directGetHeaders are the headers a direct get adds to the stored message.
-func directGetHeaders() []string {
-	return []string{"Nats-Stream", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Subject", "Nats-Num-Pending", "Nats-Last-Sequence"}
-}
-
-// CmdReplay replays the dead letters seqs, or all of them (`worker dlq
-// replay ID…|--all`), printing "replayed <seq> to <subject>" for each. Its
+// CmdReplay replays the dead letters ids, or all of them (`worker dlq
+// replay ID…|--all`), printing "replayed <id> to <where>" for each. Its
 // error names every dead letter that was not replayed and why.
-func CmdReplay(ctx context.Context, s *Store, w io.Writer, seqs []uint64, all bool, publish Publisher) error {
+func CmdReplay(ctx context.Context, b Backend, w io.Writer, ids []uint64, all bool) error {
 	switch {
-	case all && len(seqs) > 0:
+	case all && len(ids) > 0:
 		return errors.New("give dead letter IDs or --all, not both")
-	case !all && len(seqs) == 0:
+	case !all && len(ids) == 0:
 		return errors.New("no dead letter ID given (or --all)")
 	}
-	done := func(seq uint64, subject string) { fmt.Fprintf(w, "replayed %d to %s\n", seq, subject) }
+	done := func(id uint64, where string) { fmt.Fprintf(w, "replayed %d to %s\n", id, where) }
 	var replayed []uint64
 	var err error
 	if all {
-		replayed, err = s.replayAll(ctx, publish, done)
+		replayed, err = ReplayAll(ctx, b, done)
 	} else {
-		replayed, err = s.replay(ctx, seqs, publish, done)
+		replayed, err = Replay(ctx, b, ids, done)
 	}
 	var rerr *ReplayError
 	if errors.As(err, &rerr) {
@@ -211,17 +207,17 @@ func CmdReplay(ctx context.Context, s *Store, w io.Writer, seqs []uint64, all bo
 // asks first and deletes only on "y" or "yes"; anything else, end of input
 // included, returns ErrPurgeCancelled. It deletes only the dead letters it
 // counted, not those stored while the operator was answering.
-func CmdPurge(ctx context.Context, s *Store, in io.Reader, w io.Writer, yes bool) error {
-	n, last, err := s.count(ctx)
+func CmdPurge(ctx context.Context, b Backend, in io.Reader, w io.Writer, yes bool) error {
+	ids, err := present(ctx, b)
 	if err != nil {
 		return err
 	}
-	if n == 0 {
-		fmt.Fprintf(w, "No dead letters in %s.\n", s.cfg.Stream)
+	if len(ids) == 0 {
+		fmt.Fprintf(w, "No dead letters in %s.\n", b.Name())
 		return nil
 	}
 	if !yes {
-		fmt.Fprintf(w, "Delete %d dead letters from %s? [y/N] ", n, s.cfg.Stream)
+		fmt.Fprintf(w, "Delete %d dead letters from %s? [y/N] ", len(ids), b.Name())
 		line, err := bufio.NewReader(in).ReadString('\n')
 		if err != nil && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("%w: reading the answer: %w", ErrPurgeCancelled, err)
@@ -232,12 +228,9 @@ func CmdPurge(ctx context.Context, s *Store, in io.Reader, w io.Writer, yes bool
 			return ErrPurgeCancelled
 		}
 	}
-	removed, err := s.purge(ctx, last+1)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "Deleted %d dead letters from %s.\n", removed, s.cfg.Stream)
-	return nil
+	removed, err := purge(ctx, b, ids)
+	fmt.Fprintf(w, "Deleted %d dead letters from %s.\n", removed, b.Name())
+	return err
 }
 
 // ParseSeqs parses dead letter IDs (stream sequences) given on the command

@@ -119,7 +119,7 @@ func TestCmdShowPrintsEveryHeaderThenThePayloadVerbatim(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if err := dlq.CmdShow(ctx, s, &out, seq); err != nil {
+	if err := dlq.CmdShow(ctx, s.Backend(nil), &out, seq); err != nil {
 		t.Fatal(err)
 	}
 	head, payload, ok := bytes.Cut(out.Bytes(), []byte("\n\n"))
@@ -128,7 +128,7 @@ func TestCmdShowPrintsEveryHeaderThenThePayloadVerbatim(t *testing.T) {
 	}
 	head = append(head, '\n')
 	pos := -1
-	for name, v := range e.Header() {
+	for name, v := range dlq.NATSHeader(e) {
 		line := name + ": " + v[0] + "\n"
 		if !bytes.Contains(head, []byte(line)) {
 			t.Errorf("missing %q", line)
@@ -147,7 +147,7 @@ func TestCmdShowPrintsEveryHeaderThenThePayloadVerbatim(t *testing.T) {
 		}
 	}
 
-	if err := dlq.CmdShow(ctx, s, io.Discard, 77); !errors.Is(err, dlq.ErrNotFound) || !strings.Contains(err.Error(), "77") {
+	if err := dlq.CmdShow(ctx, s.Backend(nil), io.Discard, 77); !errors.Is(err, dlq.ErrNotFound) || !strings.Contains(err.Error(), "77") {
 		t.Errorf("show of an absent id: %v, want not found naming 77", err)
 	}
 }
@@ -157,17 +157,17 @@ func TestCmdReplay(t *testing.T) {
 	ctx := testCtx(t)
 	ok := putCommand(t, s, "graphops.commands.resume", []byte("ok"))
 	var out bytes.Buffer
-	err := dlq.CmdReplay(ctx, s, &out, []uint64{ok, 99}, false, publish)
+	err := dlq.CmdReplay(ctx, s.Backend(publish), &out, []uint64{ok, 99}, false)
 	if err == nil || !strings.Contains(err.Error(), "dead letter 99: not found") {
 		t.Errorf("error %v, want one naming 99", err)
 	}
 	if out.String() != "replayed 1 to graphops.commands.resume\n" {
 		t.Errorf("output %q", out.String())
 	}
-	if err := dlq.CmdReplay(ctx, s, io.Discard, []uint64{1}, true, publish); err == nil {
+	if err := dlq.CmdReplay(ctx, s.Backend(publish), io.Discard, []uint64{1}, true); err == nil {
 		t.Error("ids with --all: no error")
 	}
-	if err := dlq.CmdReplay(ctx, s, io.Discard, nil, false, publish); err == nil {
+	if err := dlq.CmdReplay(ctx, s.Backend(publish), io.Discard, nil, false); err == nil {
 		t.Error("neither ids nor --all: no error")
 	}
 }
@@ -209,7 +209,7 @@ func TestCmdPurge(t *testing.T) {
 				in = failingReader{t}
 			}
 			var out bytes.Buffer
-			err := dlq.CmdPurge(ctx, s, in, &out, tt.yes)
+			err := dlq.CmdPurge(ctx, s.Backend(nil), in, &out, tt.yes)
 			left := countEntries(t, s)
 			if tt.wantDeleted {
 				if err != nil || left != 0 {

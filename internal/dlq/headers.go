@@ -10,7 +10,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/graphops/worker/internal/command"
-	"github.com/nats-io/nats.go"
 )
 
 // Header names of a dead letter (SPEC §4).
@@ -75,69 +74,99 @@ type Entry struct {
 	GraphCode, GraphRequestID, ClientRequestID string
 
 	Payload []byte // the original message, byte for byte
+
+	// Headers are the original message's own headers (NATS) or
+	// application properties (Service Bus), so that a replay reproduces
+	// the message as it came: a binary-mode CloudEvent's attributes travel
+	// there. Never the dead-letter headers of SPEC §4 nor the broker's own
+	// (Nats-*).
+	Headers map[string][]string
+	// Where the dead letter is stored (its subject, or the entity's
+	// dead-letter queue); set when read.
+	Where string
+	// Extra are the other headers or properties the stored dead letter
+	// carries (the broker's, such as Nats-Msg-Id or DeadLetterReason):
+	// shown by `worker dlq show`, not replayed; set when read.
+	Extra map[string][]string
 }
 
-// Header returns the dead-letter headers of e. Every header of SPEC §4 is
-// present (empty when unknown, times empty when never attempted) except the
-// four Graph headers, which are present only when GraphStatus is not 0.
-// Values are single-line (control characters become spaces) and at most
-// 1 KiB, so that a description quoting Graph cannot break the header block.
-func (e Entry) Header() nats.Header {
-	h := nats.Header{}
-	h.Set(HeaderReason, headerValue(string(e.Reason)))
-	h.Set(HeaderDescription, headerValue(e.Description))
-	h.Set(HeaderType, shortType(e.Type))
-	h.Set(HeaderCommandID, headerValue(e.CommandID))
-	h.Set(HeaderCommandSource, headerValue(e.CommandSource))
-	h.Set(HeaderRequestID, headerValue(e.RequestID))
-	h.Set(HeaderAttempts, strconv.Itoa(e.Attempts))
-	h.Set(HeaderFirstAttempt, formatTime(e.FirstAttempt))
-	h.Set(HeaderLastAttempt, formatTime(e.LastAttempt))
-	h.Set(HeaderOriginalSubject, headerValue(e.OriginalSubject))
-	if e.GraphStatus != 0 {
-		h.Set(HeaderGraphStatus, strconv.Itoa(e.GraphStatus))
-		h.Set(HeaderGraphCode, headerValue(e.GraphCode))
-		h.Set(HeaderGraphRequestID, headerValue(e.GraphRequestID))
-		h.Set(HeaderClientRequestID, headerValue(e.ClientRequestID))
+// Properties returns the dead-letter headers of SPEC §4 for e, broker
+// neutral: each backend writes them as NATS headers or Service Bus
+// application properties. Every header of SPEC §4 is present (empty when
+// unknown, times empty when never attempted) except the four Graph headers,
+// which are present only when GraphStatus is not 0. Values are single-line
+// (control characters become spaces) and at most 1 KiB, so that a
+// description quoting Graph cannot break a header block.
+func (e Entry) Properties() map[string]string {
+	p := map[string]string{
+		HeaderReason:          headerValue(string(e.Reason)),
+		HeaderDescription:     headerValue(e.Description),
+		HeaderType:            shortType(e.Type),
+		HeaderCommandID:       headerValue(e.CommandID),
+		HeaderCommandSource:   headerValue(e.CommandSource),
+		HeaderRequestID:       headerValue(e.RequestID),
+		HeaderAttempts:        strconv.Itoa(e.Attempts),
+		HeaderFirstAttempt:    formatTime(e.FirstAttempt),
+		HeaderLastAttempt:     formatTime(e.LastAttempt),
+		HeaderOriginalSubject: headerValue(e.OriginalSubject),
 	}
-	return h
+	if e.GraphStatus != 0 {
+		p[HeaderGraphStatus] = strconv.Itoa(e.GraphStatus)
+		p[HeaderGraphCode] = headerValue(e.GraphCode)
+		p[HeaderGraphRequestID] = headerValue(e.GraphRequestID)
+		p[HeaderClientRequestID] = headerValue(e.ClientRequestID)
+	}
+	return p
 }
 
-// EntryFromMsg reads a dead letter from a stored message. Payload is data
-// itself, not a copy. A header that cannot be parsed (a bad number or time,
-// a missing reason) makes it return an error together with the entry as far
-// as it could be read, so that a caller may still show the dead letter.
-func EntryFromMsg(data []byte, h nats.Header, seq uint64, stored time.Time) (Entry, error) {
+// IsDeadLetterHeader reports whether name is one of the SPEC §4 headers or
+// Graphops-Replay (compared ignoring case): these are never an original
+// header of a command.
+func IsDeadLetterHeader(name string) bool {
+	for _, h := range append(headerNames(), HeaderReplay) {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+// EntryFromProperties reads a dead letter from its SPEC §4 headers, got by
+// name from get ("" when absent). Payload is payload itself, not a copy. A
+// header that cannot be parsed (a bad number or time, a missing reason)
+// makes it return an error together with the entry as far as it could be
+// read, so that a caller may still show the dead letter.
+func EntryFromProperties(payload []byte, get func(name string) string, seq uint64, stored time.Time) (Entry, error) {
 	e := Entry{
 		Seq:             seq,
 		Stored:          stored,
-		Reason:          Reason(h.Get(HeaderReason)),
-		Description:     h.Get(HeaderDescription),
-		Type:            shortType(h.Get(HeaderType)),
-		CommandID:       h.Get(HeaderCommandID),
-		CommandSource:   h.Get(HeaderCommandSource),
-		RequestID:       h.Get(HeaderRequestID),
-		OriginalSubject: h.Get(HeaderOriginalSubject),
-		GraphCode:       h.Get(HeaderGraphCode),
-		GraphRequestID:  h.Get(HeaderGraphRequestID),
-		ClientRequestID: h.Get(HeaderClientRequestID),
-		Payload:         data,
+		Reason:          Reason(get(HeaderReason)),
+		Description:     get(HeaderDescription),
+		Type:            shortType(get(HeaderType)),
+		CommandID:       get(HeaderCommandID),
+		CommandSource:   get(HeaderCommandSource),
+		RequestID:       get(HeaderRequestID),
+		OriginalSubject: get(HeaderOriginalSubject),
+		GraphCode:       get(HeaderGraphCode),
+		GraphRequestID:  get(HeaderGraphRequestID),
+		ClientRequestID: get(HeaderClientRequestID),
+		Payload:         payload,
 	}
 	var errs []error
 	if e.Reason == "" {
 		errs = append(errs, fmt.Errorf("header %s missing", HeaderReason))
 	}
 	var err error
-	if e.Attempts, err = parseInt(h, HeaderAttempts); err != nil {
+	if e.Attempts, err = parseInt(get, HeaderAttempts); err != nil {
 		errs = append(errs, err)
 	}
-	if e.GraphStatus, err = parseInt(h, HeaderGraphStatus); err != nil {
+	if e.GraphStatus, err = parseInt(get, HeaderGraphStatus); err != nil {
 		errs = append(errs, err)
 	}
-	if e.FirstAttempt, err = parseTime(h, HeaderFirstAttempt); err != nil {
+	if e.FirstAttempt, err = parseTime(get, HeaderFirstAttempt); err != nil {
 		errs = append(errs, err)
 	}
-	if e.LastAttempt, err = parseTime(h, HeaderLastAttempt); err != nil {
+	if e.LastAttempt, err = parseTime(get, HeaderLastAttempt); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -191,8 +220,8 @@ func formatTime(t time.Time) string {
 	return t.UTC().Truncate(time.Second).Format(time.RFC3339)
 }
 
-func parseTime(h nats.Header, name string) (time.Time, error) {
-	v := h.Get(name)
+func parseTime(get func(string) string, name string) (time.Time, error) {
+	v := get(name)
 	if v == "" {
 		return time.Time{}, nil
 	}
@@ -203,8 +232,8 @@ func parseTime(h nats.Header, name string) (time.Time, error) {
 	return t, nil
 }
 
-func parseInt(h nats.Header, name string) (int, error) {
-	v := h.Get(name)
+func parseInt(get func(string) string, name string) (int, error) {
+	v := get(name)
 	if v == "" {
 		return 0, nil
 	}

@@ -33,7 +33,7 @@ func fullEntry() dlq.Entry {
 
 func TestHeaderThenEntryFromMsgGivesBackEveryField(t *testing.T) {
 	want := fullEntry()
-	h := want.Header()
+	h := dlq.NATSHeader(want)
 	got, err := dlq.EntryFromMsg(want.Payload, h, 12, time.Unix(100, 0))
 	if err != nil {
 		t.Fatal(err)
@@ -117,12 +117,12 @@ func TestHeader(t *testing.T) {
 		}},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) { tt.check(t, tt.entry().Header()) })
+		t.Run(tt.name, func(t *testing.T) { tt.check(t, dlq.NATSHeader(tt.entry())) })
 	}
 }
 
 func TestEntryFromMsgReportsABadHeaderAndKeepsTheRest(t *testing.T) {
-	h := fullEntry().Header()
+	h := dlq.NATSHeader(fullEntry())
 	h.Set(dlq.HeaderAttempts, "three")
 	e, err := dlq.EntryFromMsg([]byte("payload"), h, 7, time.Time{})
 	if err == nil || !strings.Contains(err.Error(), dlq.HeaderAttempts) {

@@ -79,84 +79,82 @@ func ReplayMsgID(stream string, seq uint64) string {
 	return "graphops-replay-" + stream + "-" + strconv.FormatUint(seq, 10)
 }
 
-// Replay republishes each dead letter's original bytes to its original
-// subject, with Graphops-Replay and a Nats-Msg-Id derived from the
-// sequence, and deletes the dead letter once the publish is acked. A dead
-// letter that fails is kept (or, when only its delete failed, is safe to
-// replay again) and the others are still replayed: it returns the sequences
-// replayed and, when any failed, a *ReplayError. A sequence given twice is
-// replayed once.
+// Replay republishes each dead letter's original bytes and headers to its
+// original subject, with Graphops-Replay and a Nats-Msg-Id derived from the
+// sequence, and deletes the dead letter once the publish is acked (see the
+// package's Replay).
 func (s *Store) Replay(ctx context.Context, seqs []uint64, publish Publisher) ([]uint64, error) {
-	return s.replay(ctx, seqs, publish, nil)
+	return Replay(ctx, s.Backend(publish), seqs, nil)
 }
 
 // ReplayAll replays every dead letter present when it starts; those stored
 // while it runs (a replayed command failing again, say) are left for later.
 func (s *Store) ReplayAll(ctx context.Context, publish Publisher) ([]uint64, error) {
-	return s.replayAll(ctx, publish, nil)
+	return ReplayAll(ctx, s.Backend(publish), nil)
 }
 
-func (s *Store) replayAll(ctx context.Context, publish Publisher, done func(seq uint64, subject string)) ([]uint64, error) {
-	var seqs []uint64
-	err := s.each(ctx, func(m *jetstream.RawStreamMsg) error {
-		seqs = append(seqs, m.Sequence)
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return s.replay(ctx, seqs, publish, done)
+// Backend is the store as the operator's commands use it; replays are
+// published with publish.
+func (s *Store) Backend(publish Publisher) Backend {
+	return &jsBackend{s: s, publish: publish}
 }
 
-// replay is Replay calling done after each dead letter replayed, so that the
-// CLI reports progress as it goes.
-func (s *Store) replay(ctx context.Context, seqs []uint64, publish Publisher, done func(seq uint64, subject string)) ([]uint64, error) {
-	var replayed []uint64
+// jsBackend is the dead-letter stream as a Backend.
+type jsBackend struct {
+	s       *Store
+	publish Publisher
+}
+
+func (b *jsBackend) Name() string { return b.s.cfg.Stream }
+
+func (b *jsBackend) List(ctx context.Context, fn func(Entry) error) error { return b.s.List(ctx, fn) }
+
+func (b *jsBackend) Get(ctx context.Context, id uint64) (Entry, error) { return b.s.Get(ctx, id) }
+
+// Take reads each dead letter, calls fn and deletes it; a dead letter gone
+// already by then was removed by a concurrent replay of the same one, whose
+// publish carried the same Nats-Msg-Id.
+func (b *jsBackend) Take(ctx context.Context, ids []uint64, fn func(Entry) error) map[uint64]error {
 	failed := map[uint64]error{}
-	seen := map[uint64]bool{}
-	for _, seq := range seqs {
-		if seen[seq] {
+	for _, id := range ids {
+		if err := ctx.Err(); err != nil {
+			failed[id] = err
 			continue
 		}
-		seen[seq] = true
-		subject, err := s.replayOne(ctx, seq, publish)
+		m, err := b.s.getRaw(ctx, id)
 		if err != nil {
-			failed[seq] = err
+			failed[id] = err
 			continue
 		}
-		replayed = append(replayed, seq)
-		if done != nil {
-			done(seq, subject)
+		if err := fn(b.s.entryOf(m)); err != nil {
+			failed[id] = err
+			continue
+		}
+		if err := b.s.delete(ctx, id); err != nil && !errors.Is(err, ErrNotFound) {
+			failed[id] = fmt.Errorf("%w (replay it again to remove it): %w", ErrDeleteFailed, err)
 		}
 	}
-	if len(failed) > 0 {
-		return replayed, &ReplayError{Failed: failed}
-	}
-	return replayed, nil
+	return failed
 }
 
-func (s *Store) replayOne(ctx context.Context, seq uint64, publish Publisher) (string, error) {
-	if err := ctx.Err(); err != nil {
+// Republish publishes the original bytes and headers to the original
+// subject, which must be one of the command subjects, so that a forged or
+// corrupted header cannot make a replay publish anywhere else.
+func (b *jsBackend) Republish(ctx context.Context, e Entry) (string, error) {
+	subject := e.OriginalSubject
+	if err := b.s.replayable(subject); err != nil {
 		return "", err
 	}
-	m, err := s.getRaw(ctx, seq)
-	if err != nil {
-		return "", err
-	}
-	subject := m.Header.Get(HeaderOriginalSubject)
-	if err := s.replayable(subject); err != nil {
-		return "", err
-	}
+	// The original's own headers go with it, so that a binary-mode
+	// command replays as it came.
 	h := nats.Header{}
-	h.Set(HeaderReplay, strconv.FormatUint(seq, 10))
-	h.Set(jetstream.MsgIDHeader, ReplayMsgID(s.cfg.Stream, seq))
-	if err := publish(ctx, subject, m.Data, h); err != nil {
-		return "", fmt.Errorf("%w (to %s): %w", ErrPublishFailed, subject, err)
+	for name, values := range e.Headers {
+		h[name] = values
 	}
-	if err := s.delete(ctx, seq); err != nil && !errors.Is(err, ErrNotFound) {
-		// Gone already means another replay of the same dead letter won
-		// the race; its publish carried the same Nats-Msg-Id.
-		return "", fmt.Errorf("%w (published to %s; replay it again to remove it): %w", ErrDeleteFailed, subject, err)
+	h.Set(HeaderReplay, strconv.FormatUint(e.Seq, 10))
+	h.Set(jetstream.MsgIDHeader, ReplayMsgID(b.s.cfg.Stream, e.Seq))
+	if err := b.publish(ctx, subject, e.Payload, h); err != nil {
+		return "", fmt.Errorf("to %s: %w", subject, err)
 	}
 	return subject, nil
 }

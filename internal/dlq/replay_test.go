@@ -226,3 +226,53 @@ func TestReplayAllLeavesDeadLettersStoredWhileItRuns(t *testing.T) {
 		t.Errorf("%d commands republished, want 3", n)
 	}
 }
+
+func TestADeadLetterKeepsTheOriginalHeadersAndReplayRepublishesThem(t *testing.T) {
+	s, commands, publish := newReplayStore(t)
+	ctx := testCtx(t)
+	e := fullEntry()
+	e.Payload = []byte(`{"accessPackageAssignmentRequestId":"x"}`)
+	e.Headers = map[string][]string{
+		"ce-specversion": {"1.0"}, "ce-id": {"a%20b"}, "ce-source": {"urn:s"}, "ce-type": {"graphops.x"},
+		// The broker's and the dead-letter headers of the original are
+		// not the producer's: neither is kept as an original header.
+		"Nats-Msg-Id": {"producer-1"}, dlq.HeaderReplay: {"4"}, dlq.HeaderReason: {"old"},
+	}
+	seq, err := s.Put(ctx, e, "dedup-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantHeaders := map[string][]string{"ce-specversion": {"1.0"}, "ce-id": {"a%20b"}, "ce-source": {"urn:s"}, "ce-type": {"graphops.x"}}
+	if len(got.Headers) != len(wantHeaders) || got.Reason != e.Reason {
+		t.Fatalf("stored originals %v (reason %s), want %v", got.Headers, got.Reason, wantHeaders)
+	}
+	for k, v := range wantHeaders {
+		if g := got.Headers[k]; len(g) != 1 || g[0] != v[0] {
+			t.Errorf("original %s = %v, want %v", k, g, v)
+		}
+	}
+	if got.Extra["Nats-Msg-Id"] == nil || got.Extra["Nats-Msg-Id"][0] != "dedup-7" {
+		t.Errorf("extra %v, want the dead letter's own Nats-Msg-Id", got.Extra)
+	}
+
+	if _, err := s.Replay(ctx, []uint64{seq}, publish); err != nil {
+		t.Fatal(err)
+	}
+	msgs := commandMsgs(t, commands)
+	if len(msgs) != 1 || !bytes.Equal(msgs[0].Data, e.Payload) {
+		t.Fatalf("republished %d messages", len(msgs))
+	}
+	h := msgs[0].Header
+	for k, v := range wantHeaders {
+		if h.Get(k) != v[0] {
+			t.Errorf("replayed header %s = %q, want %q", k, h.Get(k), v[0])
+		}
+	}
+	if h.Get(dlq.HeaderReason) != "" || h.Get(dlq.HeaderReplay) != strconv.FormatUint(seq, 10) {
+		t.Errorf("replayed headers %v: want Graphops-Replay %d and no dead-letter header", h, seq)
+	}
+}

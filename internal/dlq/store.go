@@ -1,10 +1,10 @@
-// Package dlq owns the dead-letter store of the NATS JetStream deployment: the
-// stream of dead letters (SPEC §4), the headers a dead letter carries, and
-// what an operator does with them (`worker dlq list|show|replay|purge`,
-// SPEC §8). It does not decide when a command is dead-lettered or why (the
-// worker does), it does not wire commands into the `worker` binary, and it
-// does not handle Service Bus dead letters, which live in the entity's own
-// dead-letter sub-queue.
+// Package dlq owns dead letters (SPEC §4, §8): the broker-neutral Entry
+// and its SPEC §4 headers, what an operator does with dead letters (`worker
+// dlq list|show|replay|purge`), written once over Backend, and the
+// JetStream backend (the dead-letter stream, Store). The Service Bus
+// backend is the entity's own dead-letter sub-queue (servicebus.DeadLetters).
+// It does not decide when a command is dead-lettered or why (the worker
+// does), and it does not wire commands into the `worker` binary.
 package dlq
 
 import (
@@ -163,7 +163,7 @@ func (s *Store) Subject(shortTypeName string) string {
 // A non-empty dedupID is sent as Nats-Msg-Id: a Put retried with the same id
 // within 10 minutes stores nothing and returns the first Put's sequence.
 func (s *Store) Put(ctx context.Context, e Entry, dedupID string) (uint64, error) {
-	msg := &nats.Msg{Subject: s.Subject(e.Type), Header: e.Header(), Data: e.Payload}
+	msg := &nats.Msg{Subject: s.Subject(e.Type), Header: NATSHeader(e), Data: e.Payload}
 	opts := []jetstream.PublishOpt{jetstream.WithExpectStream(s.cfg.Stream)}
 	if dedupID != "" {
 		opts = append(opts, jetstream.WithMsgID(dedupID))
@@ -183,8 +183,22 @@ func (s *Store) Get(ctx context.Context, seq uint64) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("dlq: dead letter %d: %w", seq, err)
 	}
+	return s.entryOf(m), nil
+}
+
+// entryOf reads a stored dead letter as far as it can be read, so that an
+// operator can still see, replay or delete one whose headers do not all
+// parse. The headers a direct get adds are not the dead letter's.
+func (s *Store) entryOf(m *jetstream.RawStreamMsg) Entry {
 	e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
-	return e, nil
+	e.Where = m.Subject
+	for _, name := range directGetHeaders() {
+		delete(e.Extra, name)
+	}
+	if len(e.Extra) == 0 {
+		e.Extra = nil
+	}
+	return e
 }
 
 // getRaw returns the stored message at seq when it is a dead letter.
@@ -214,8 +228,7 @@ func (s *Store) getRaw(ctx context.Context, seq uint64) (*jetstream.RawStreamMsg
 // no consumer behind.
 func (s *Store) List(ctx context.Context, fn func(Entry) error) error {
 	return s.each(ctx, func(m *jetstream.RawStreamMsg) error {
-		e, _ := EntryFromMsg(m.Data, m.Header, m.Sequence, m.Time)
-		return fn(e)
+		return fn(s.entryOf(m))
 	})
 }
 
@@ -399,4 +412,9 @@ func subsetMatch(sub, filter string) bool {
 
 func isSpaceOrControl(r rune) bool {
 	return r == ' ' || r == '\t' || r == '\r' || r == '\n' || r < 0x20 || r == 0x7f
+}
+
+// directGetHeaders are the headers a direct get adds to the stored message.
+func directGetHeaders() []string {
+	return []string{"Nats-Stream", "Nats-Sequence", "Nats-Time-Stamp", "Nats-Subject", "Nats-Num-Pending", "Nats-Last-Sequence"}
 }

@@ -185,7 +185,7 @@ func TestPutThenGet(t *testing.T) {
 			if hasGraph != (want.GraphStatus != 0) {
 				t.Errorf("Graph status header present = %v with GraphStatus %d", hasGraph, want.GraphStatus)
 			}
-			for name, v := range want.Header() {
+			for name, v := range dlq.NATSHeader(want) {
 				if m.Header.Get(name) != v[0] {
 					t.Errorf("stored header %s = %q, want %q", name, m.Header.Get(name), v[0])
 				}

@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"fmt"
-	"os"
 	"testing"
 	"time"
 
@@ -16,9 +15,6 @@ import (
 func TestACommandWaitingForAnotherDeliverysClaimKeepsItsMessage(t *testing.T) {
 	t.Parallel()
 	onBothBrokers(t, func(t *testing.T, broker string) {
-		knownBug(t, "issue 11: the copy waiting for the claim loses its broker lease (renewEvery restarted "+
-			"per 1s wait slice never fires): redelivered while it waits, on JetStream (timing-dependent) and on "+
-			"Service Bus (ack failed: lock lost); fixed by the runner keeping every message alive from its own lock expiry")
 		// The same role update published twice: the second copy waits for
 		// the first one's claim while Graph takes 1.5 times the ack wait
 		// (the lock duration) over the first.
@@ -58,9 +54,6 @@ func TestACommandWaitingForAnotherDeliverysClaimKeepsItsMessage(t *testing.T) {
 
 func TestAServiceBusLockShorterThanTheWorkersSettingsIsKeptAliveThroughASlowCall(t *testing.T) {
 	t.Parallel()
-	knownBug(t, "issue 11: the renewal period is min(NATS_ACK_WAIT, LEDGER_LEASE)/3 on Service Bus too, "+
-		"never the message's LockedUntil: a 3s lock lapses during a 7s call and the message is delivered "+
-		"twice more; fixed by the runner renewing from each message's lock expiry")
 	// The entity's lock is 3s; the worker is left at its defaults
 	// (NATS_ACK_WAIT and LEDGER_LEASE 30s). Each message's LockedUntil
 	// says how long its lock lasts: renewal must follow it.
@@ -86,17 +79,5 @@ func TestAServiceBusLockShorterThanTheWorkersSettingsIsKeptAliveThroughASlowCall
 	}
 	if st := c.sim.Stats(); st.Overlaps != 0 || st.DoubleApplies != 0 {
 		t.Errorf("simulator: %d overlaps, %d double applies; want none", st.Overlaps, st.DoubleApplies)
-	}
-}
-
-// knownBugsEnv runs the tests that knownBug skips, for whoever fixes them.
-const knownBugsEnv = "GRAPHOPS_E2E_KNOWN_BUGS"
-
-// knownBug skips a test that fails for a bug whose fix is under way
-// elsewhere, unless knownBugsEnv is set.
-func knownBug(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv(knownBugsEnv) == "" {
-		t.Skip(why + " (set " + knownBugsEnv + "=1 to run it)")
 	}
 }

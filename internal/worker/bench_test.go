@@ -30,7 +30,7 @@ func BenchmarkHandle(b *testing.B) {
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
-		worker.Deps{Graph: graph, Ledger: led, DeadLetters: &fakeDLQ{}, Metrics: metrics.New(), Log: log},
+		worker.Deps{Graph: graph, Ledger: led, Metrics: metrics.New(), Log: log},
 		context.Background(), context.Background())
 
 	seed := seed(b)

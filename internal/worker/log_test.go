@@ -51,7 +51,7 @@ func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
 			t.Fatal(err)
 		}
 		proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
-			worker.Deps{Graph: graph, Ledger: led, DeadLetters: &fakeDLQ{}, Metrics: metrics.New(), Log: log},
+			worker.Deps{Graph: graph, Ledger: led, Metrics: metrics.New(), Log: log},
 			context.Background(), context.Background())
 		data := seed(t)
 		cmd, err := command.Parse(data, command.Options{})
@@ -144,9 +144,9 @@ func TestDeadLetterLinesDescribeGraphOnlyWhenItAnswered(t *testing.T) {
 				}
 				dead := &fakeDLQ{}
 				proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
-					worker.Deps{Graph: graph, Ledger: led, DeadLetters: dead, Metrics: metrics.New(), Log: log},
+					worker.Deps{Graph: graph, Ledger: led, Metrics: metrics.New(), Log: log},
 					context.Background(), context.Background())
-				proc.Handle(&fakeMsg{data: c.data, delivery: 1})
+				proc.Handle(&fakeMsg{data: c.data, delivery: 1, dead: dead})
 				if len(dead.entries) != 1 {
 					t.Fatalf("%d dead letters, want 1", len(dead.entries))
 				}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/consumer"
-	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/outcome"
@@ -31,11 +30,6 @@ type Graph interface {
 	UpdateRoleRequest(ctx context.Context, privilegedAccessID, requestID string, body []byte, headers map[string]string) (graphops.Result, error)
 	GetAssignmentRequest(ctx context.Context, assignmentRequestID string) (graphops.AssignmentRequest, graphops.Result, error)
 	InvalidateToken()
-}
-
-// DeadLetters stores dead letters.
-type DeadLetters interface {
-	Put(ctx context.Context, e dlq.Entry, dedupID string) (uint64, error)
 }
 
 // Publisher publishes outcome events (SPEC §9).
@@ -62,7 +56,7 @@ type Config struct {
 	SettleAfterNoAnswer time.Duration
 	// KeepAliveEvery: how often a job renews its ledger claim, from
 	// receipt to settlement (default 10s; keep it under a third of the
-	// ledger lease).
+	// ledger lease). The broker's lock is the consumer runner's.
 	KeepAliveEvery time.Duration
 	// DryRun validates, predicts the ledger's decision and logs the call
 	// each command would make, and records and calls nothing
@@ -93,9 +87,8 @@ func (c *Config) setDefaults() {
 
 // Deps are the processor's collaborators.
 type Deps struct {
-	Graph       Graph
-	Ledger      *ledger.Ledger
-	DeadLetters DeadLetters
+	Graph  Graph
+	Ledger *ledger.Ledger
 	// Outcomes, when set, receives an event for every settled command
 	// before it is acknowledged (OUTCOME_EVENTS=on).
 	Outcomes Publisher

@@ -216,39 +216,19 @@ func (j *job) entry(reason dlq.Reason, description string) dlq.Entry {
 	return e
 }
 
-// putDeadLetter stores e and settles the message; false means the message
-// was handed back instead.
+// putDeadLetter stores e and settles the message (the broker's verb: NATS
+// stores it in the dead-letter stream, deduplicated by the message, and
+// acks; Service Bus moves it to the entity's own dead-letter queue); false
+// means the message was handed back instead.
 func (j *job) putDeadLetter(e dlq.Entry) bool {
-	e.OriginalSubject = j.m.Subject()
-	e.Payload = j.m.Data()
-	// The same message dead-lettered twice (a crash between the store and
-	// the ack, or a redelivery of a recorded dead letter) is stored once.
-	dedup := "graphops-dlq-" + j.m.ID()
-	// A broker with its own dead-letter queue (Service Bus) moves the
-	// message itself there, which also settles it.
-	own, settles := j.m.(brokerDeadLetter)
-	if err := j.retryStore(func(ctx context.Context) error {
-		if settles {
-			return own.DeadLetter(ctx, e)
-		}
-		_, err := j.p.DeadLetters.Put(ctx, e, dedup)
-		return err
-	}); err != nil {
+	if err := j.retryStore(func(ctx context.Context) error { return j.m.DeadLetter(ctx, e) }); err != nil {
 		j.logError("cannot store dead letter; handing the message back", "reason", e.Reason, "err", err)
 		if !j.m.Last() {
 			j.handBackMessage(j.p.cfg.BackoffMax, "dead-letter store unavailable")
 		}
 		return false
 	}
-	if !settles {
-		j.ack()
-	}
 	return true
-}
-
-// brokerDeadLetter is a message whose broker keeps dead letters itself.
-type brokerDeadLetter interface {
-	DeadLetter(ctx context.Context, e dlq.Entry) error
 }
 
 // settleHandBack returns the message to the broker for redelivery after a

@@ -85,13 +85,7 @@ func (j *job) interrupted() *Outcome {
 // last delivery (the broker would drop it), and not a session's message
 // (it keeps its place, and the later commands of its session wait behind it).
 func (j *job) mayHandBack() bool {
-	return !j.m.Last() && !inOrder(j.m)
-}
-
-// inOrder reports a message whose broker keeps order for its request.
-func inOrder(m any) bool {
-	o, ok := m.(interface{ InOrder() bool })
-	return ok && o.InOrder()
+	return !j.m.Last() && !j.m.InOrder()
 }
 
 // holdClaim makes sure the claim lasts at least margin more: a Graph call
@@ -111,7 +105,7 @@ func (j *job) holdClaim(margin time.Duration) *Outcome {
 	return nil
 }
 
-// startRenewing renews the job's leases every KeepAliveEvery from receipt
+// startRenewing renews the job's ledger claim every KeepAliveEvery from receipt
 // until stopRenewing: one timer for the job's whole life, across every
 // wait and call, never restarted per wait. A claim renewal that fails (the
 // claim was taken over) ends the job's waits.
@@ -127,9 +121,6 @@ func (j *job) startRenewing() {
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(j.p.stop), 5*time.Second)
 		defer cancel()
-		if err := j.m.KeepAlive(ctx); err != nil {
-			j.warn("broker keep-alive failed", "err", err)
-		}
 		if j.claim != nil && j.leaseLost == nil && !j.claimDone {
 			if err := j.claim.Renew(ctx); err != nil {
 				j.leaseLost = err

@@ -1,9 +1,13 @@
 package jetstream
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/dlq"
 )
 
 // Defaults of Config (SPEC §3, §4, §5).
@@ -69,19 +73,20 @@ type Config struct {
 	// Limit, when set, caps the messages in flight below Concurrency at
 	// what the worker can use now (see consumer.Slots); 0 pauses fetching.
 	Limit func() int
+	// DeadLetters is where Message.DeadLetter stores dead letters (the
+	// dead-letter stream, *dlq.Store); without it DeadLetter fails.
+	DeadLetters DeadLetters
 }
 
-// ConfigError names the setting that is wrong.
-type ConfigError struct {
-	// Setting is the Config field, or the environment variable where SPEC
-	// names one (WORKER_CONCURRENCY).
-	Setting string
-	Problem string
+// DeadLetters stores a dead letter; a Put with a dedupID given before
+// stores nothing new (*dlq.Store).
+type DeadLetters interface {
+	Put(ctx context.Context, e dlq.Entry, dedupID string) (uint64, error)
 }
 
-func (e *ConfigError) Error() string {
-	return e.Setting + " " + e.Problem
-}
+// ConfigError names the setting that is wrong: the one type of every
+// adapter, consumer.ConfigError.
+type ConfigError = consumer.ConfigError
 
 // Validate fills zero fields with their defaults and reports the first
 // setting that is wrong.

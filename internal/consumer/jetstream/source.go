@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,31 +20,29 @@ import (
 	"github.com/graphops/worker/internal/consumer"
 )
 
-// Pull request timing. A pull request waits on the server for up to
-// pullExpiry; the server sends a heartbeat every pullHeartbeat while it
-// waits, so a request lost with a broker restart is noticed within two
-// heartbeats and a new one is sent.
-const (
-	pullExpiry    = 10 * time.Second
-	pullHeartbeat = time.Second
-
-	retryMin = 100 * time.Millisecond
-	retryMax = 5 * time.Second
-)
+// pullExpiry is how long a pull request waits on the server. The request is
+// never cancelled from this side: the client library drops the messages the
+// server sent in the instant before it saw a cancelled request go, and those
+// would wait out AckWait. So a drain waits for the request under way to end
+// (at most pullExpiry) and hands back what it brings. It is short, too, so
+// that a request lost with a broker restart is noticed soon (the client
+// gives up a second after the expiry).
+const pullExpiry = 2 * time.Second
 
 // ErrRunning is returned by a second Run while one is running.
-var ErrRunning = errors.New("jetstream: Run is already running")
+var ErrRunning = consumer.ErrRunning
 
 // Source pulls commands from the durable consumer.
 type Source struct {
-	js  js.JetStream
-	nc  *nats.Conn
-	cfg Config
-	log *slog.Logger
+	js     js.JetStream
+	nc     *nats.Conn
+	cfg    Config
+	log    *slog.Logger
+	runner *consumer.Runner
 
-	cons       js.Consumer // used by Run only, after New
+	mu         sync.Mutex  // guards cons
+	cons       js.Consumer // replaced when the consumer is recreated
 	consumerOK atomic.Bool // the consumer answered the last pull or setup
-	running    atomic.Bool
 }
 
 var _ consumer.Source = (*Source)(nil)
@@ -64,6 +63,11 @@ func New(ctx context.Context, jsc js.JetStream, cfg Config, log *slog.Logger) (*
 		cfg: cfg,
 		log: log.With("stream", cfg.Stream, "consumer", cfg.Durable),
 	}
+	r, err := consumer.NewRunner(s, consumer.Config{Concurrency: cfg.Concurrency, Limit: cfg.Limit, Log: s.log})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream config: %w", err)
+	}
+	s.runner = r
 	c, err := s.ensure(ctx)
 	if err != nil {
 		return nil, err
@@ -80,12 +84,10 @@ func (s *Source) Ready() bool {
 }
 
 // Run pulls messages and calls h for each in a goroutine of its own, with at
-// most Concurrency handlers at once. It asks the server for no more messages
-// than there are free handlers, so a message never waits in this process
-// with its AckWait clock running.
-//
-// A handler's slot is free again when it returns; a message it left
-// unsettled stays pending on the server until AckWait.
+// most Concurrency handlers at once (consumer.Runner.Run). It asks the server
+// for no more messages than there are free handlers, so a message never
+// waits in this process with its AckWait clock running, and renews (with
+// InProgress) the ack wait of every message a handler holds.
 //
 // When ctx is done Run stops pulling, hands back at once what was pulled but
 // not yet given to a handler (except a last delivery, which is handled: the
@@ -94,100 +96,43 @@ func (s *Source) Ready() bool {
 // logged and retried with backoff, and a deleted consumer is recreated; Run
 // returns an error only when the connection is closed for good.
 func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
-	if !s.running.CompareAndSwap(false, true) {
-		return ErrRunning
-	}
-	defer s.running.Store(false)
-
-	free := consumer.NewSlots(s.cfg.Concurrency, s.cfg.Limit)
-	handlers := consumer.NewPool(s.cfg.Concurrency)
-	defer handlers.Close()
-
-	retry := time.Duration(0)
-	for {
-		n := free.Acquire(ctx)
-		if n == 0 {
-			return nil
-		}
-		err := s.pull(ctx, n, free, handlers, h)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
-			retry = 0
-			continue
-		}
-		if s.nc.IsClosed() {
-			return fmt.Errorf("jetstream: consumer %s: %w", s.cfg.Durable, nats.ErrConnectionClosed)
-		}
-		retry = min(max(2*retry, retryMin), retryMax)
-		s.log.Warn("pull failed; retrying", "error", err, "retry_in", retry)
-		if !consumer.Sleep(ctx, retry) {
-			return nil
-		}
-		if consumerGone(err) {
-			s.recreate(ctx)
-		}
-	}
+	return s.runner.Run(ctx, h)
 }
 
-// pull sends one pull request for n messages, n being the free handler slots
-// taken from free, and starts a handler for each message it brings. Slots
-// the request did not fill go back to free.
-func (s *Source) pull(ctx context.Context, n int, free *consumer.Slots, handlers *consumer.Pool, h consumer.Handler) error {
-	started := 0
-	defer func() {
-		for range n - started {
-			free.Release()
-		}
-	}()
-
-	// Cancelling ctx ends the request at once. A message the server sent
-	// in the instant before it saw the request go is dropped by the
-	// client library and comes back after AckWait.
-	pctx, cancel := context.WithTimeout(ctx, pullExpiry)
-	defer cancel()
-	batch, err := s.cons.Fetch(n, js.FetchContext(pctx), js.FetchHeartbeat(pullHeartbeat))
-	if err != nil {
-		return err
-	}
-	for jm := range batch.Messages() {
-		m, err := newMessage(jm, s.cfg.MaxDeliver, s.cfg.AckAsync)
-		if err != nil {
-			// Cannot happen for a message of a pull consumer.
-			s.log.Error("message without JetStream metadata; handing it back", "error", err)
-			_ = jm.Nak()
-			continue
-		}
-		if ctx.Err() != nil && !m.Last() {
-			// Pulled but not started: another replica may take it now.
-			// Not so a last delivery, which the server would drop: its
-			// handler runs (in a slot this request holds) and settles it.
-			if err := jm.Nak(); err != nil {
-				s.log.Warn("cannot hand back a message at shutdown", "id", m.ID(), "error", err)
+// Receive sends one pull request for n messages and delivers each as it
+// comes (consumer.Receiver).
+func (s *Source) Receive(ctx context.Context, n int, deliver func(consumer.Leased)) error {
+	s.mu.Lock()
+	cons := s.cons
+	s.mu.Unlock()
+	batch, err := cons.Fetch(n, js.FetchMaxWait(pullExpiry))
+	if err == nil {
+		for jm := range batch.Messages() {
+			m, merr := newMessage(jm, s.cfg, time.Now())
+			if merr != nil {
+				// Cannot happen for a message of a pull consumer.
+				s.log.Error("message without JetStream metadata; handing it back", "err", merr)
+				_ = jm.Nak()
+				continue
 			}
-			continue
+			deliver(m)
 		}
-		started++
-		handlers.Go(func() {
-			defer free.Release()
-			h(m)
-		})
+		err = batch.Error()
 	}
-
-	err = batch.Error()
 	switch {
 	case err == nil:
 		// Filled, or expired with the server's answer: the consumer is there.
 		s.consumerOK.Store(true)
 		return nil
-	case errors.Is(err, context.Canceled):
-		// Run is stopping.
-		return nil
+	case s.nc.IsClosed():
+		return fmt.Errorf("jetstream: consumer %s: %w: %w", s.cfg.Durable, consumer.ErrClosed, nats.ErrConnectionClosed)
 	case consumerGone(err):
 		s.consumerOK.Store(false)
+		if ctx.Err() == nil {
+			s.recreate(ctx)
+		}
 	}
-	return err
+	return fmt.Errorf("jetstream: pull from %s: %w", s.cfg.Durable, err)
 }
 
 // recreate finds the consumer again after a pull it did not answer, and
@@ -203,10 +148,12 @@ func (s *Source) recreate(ctx context.Context) {
 		}
 	}
 	if err != nil {
-		s.log.Warn("cannot reach the consumer", "error", err)
+		s.log.Warn("cannot reach the consumer", "err", err)
 		return
 	}
+	s.mu.Lock()
 	s.cons = c
+	s.mu.Unlock()
 	s.consumerOK.Store(true)
 }
 

@@ -8,6 +8,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
+
+	"github.com/graphops/worker/internal/consumer"
 )
 
 // Defaults of Config.
@@ -50,6 +52,10 @@ type Config struct {
 	// (Service Bus's default 10): Message.Last is true on that delivery,
 	// after which Service Bus dead-letters the message by itself.
 	MaxDeliveryCount int
+	// Sessions (SERVICEBUS_SESSIONS) reads a session-enabled entity: up to
+	// Concurrency sessions at once, one message of a session at a time,
+	// in order; such messages are InOrder and a hand-back abandons them.
+	Sessions bool
 	// Peek makes Run browse the entity instead of locking messages (a dry
 	// run): every message is seen once and settling it does nothing, so
 	// the commands stay for the real consumers.
@@ -67,17 +73,9 @@ type Config struct {
 	Limit func() int
 }
 
-// ConfigError names the setting that is wrong.
-type ConfigError struct {
-	// Setting is the environment variable where SPEC §5 names one, else
-	// the Config field.
-	Setting string
-	Problem string
-}
-
-func (e *ConfigError) Error() string {
-	return e.Setting + " " + e.Problem
-}
+// ConfigError names the setting that is wrong: the one type of every
+// adapter, consumer.ConfigError.
+type ConfigError = consumer.ConfigError
 
 // Validate fills zero fields with their defaults, completes a bare
 // namespace name, and reports the first setting that is wrong.
@@ -118,6 +116,8 @@ func (c *Config) Validate() error {
 		return bad("SERVICEBUS_SUBSCRIPTION", "%q is not a subscription name", c.Subscription)
 	case c.Concurrency < 1 || c.Concurrency > maxReceive:
 		return bad("WORKER_CONCURRENCY", "must be 1 to %d, got %d", maxReceive, c.Concurrency)
+	case c.Sessions && c.Peek:
+		return bad("WORKER_DRY_RUN", "cannot browse a session-enabled entity (SERVICEBUS_SESSIONS=true)")
 	case c.MaxDeliveryCount < 1:
 		return bad("MaxDeliveryCount", "must be ≥ 1, got %d", c.MaxDeliveryCount)
 	}

@@ -1,18 +1,15 @@
 package servicebus
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
-	"github.com/nats-io/nats.go"
 
 	"github.com/graphops/worker/internal/dlq"
 )
@@ -40,7 +37,12 @@ type DeadLetters struct {
 	recv   receiver             // PeekLock, on the sub-queue
 	send   sender               // to the entity, for replays
 	idle   time.Duration
+
+	heldMu sync.Mutex
+	held   map[uint64]*azservicebus.ReceivedMessage // by Take, for Republish
 }
+
+var _ dlq.Backend = (*DeadLetters)(nil)
 
 // NewDeadLetters validates cfg and opens a PeekLock receiver on the entity's
 // dead-letter sub-queue and a sender to the entity (the topic, for a
@@ -70,7 +72,7 @@ func NewDeadLetters(cfg Config) (*DeadLetters, error) {
 }
 
 func newDeadLetters(cfg Config, recv receiver, send sender) *DeadLetters {
-	return &DeadLetters{cfg: cfg, recv: recv, send: send, idle: scanIdle}
+	return &DeadLetters{cfg: cfg, recv: recv, send: send, idle: scanIdle, held: map[uint64]*azservicebus.ReceivedMessage{}}
 }
 
 // Close closes the receiver, the sender and the client.
@@ -103,63 +105,41 @@ func (d *DeadLetters) Get(ctx context.Context, seq uint64) (dlq.Entry, error) {
 	return d.entryOf(rm), nil
 }
 
-// Show writes one dead letter (`worker dlq show ID`) the way dlq.CmdShow
-// does: its sequence, time and entity, the SPEC §4 properties in their
-// order (from what Service Bus recorded where the worker did not
-// dead-letter it), every other application property sorted by name
-// (DeadLetterReason and DeadLetterErrorDescription among them), a blank
-// line, and the body verbatim.
+// Show writes one dead letter (`worker dlq show ID`, dlq.CmdShow).
 func (d *DeadLetters) Show(ctx context.Context, w io.Writer, seq uint64) error {
-	rm, err := d.peekOne(ctx, seq)
-	if err != nil {
-		return err
-	}
-	e := d.entryOf(rm)
-	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "Seq: %d\nStored: %s\nSubject: %s\n", e.Seq, e.Stored.UTC().Format(time.RFC3339Nano), d.cfg.entityPath())
-	h := e.Header()
-	shown := map[string]bool{}
-	for _, name := range specHeaders() {
-		if v, ok := h[name]; ok {
-			fmt.Fprintf(bw, "%s: %s\n", name, v[0])
-			shown[name] = true
-		}
-	}
-	var others []string
-	for name := range rm.ApplicationProperties {
-		if !shown[name] {
-			others = append(others, name)
-		}
-	}
-	slices.Sort(others)
-	for _, name := range others {
-		fmt.Fprintf(bw, "%s: %s\n", name, strings.ReplaceAll(propString(rm.ApplicationProperties[name]), "\n", " "))
-	}
-	bw.WriteString("\n")
-	bw.Write(bodyOf(rm))
-	return bw.Flush()
+	return dlq.CmdShow(ctx, d, w, seq)
 }
 
+// Name is the dead-letter sub-queue's path.
+func (d *DeadLetters) Name() string { return d.cfg.entityPath() + "/$DeadLetterQueue" }
+
 // Replay sends a copy of each dead letter to the entity (the topic, for a
-// subscription), then completes the dead letter (SPEC §8). The copy has the
-// original body, system properties and application properties, without
-// the dead-letter ones, with Graphops-Replay set to the sequence number
-// and a MessageID derived from it (so that, where the entity detects
-// duplicates, replaying again after a failed complete sends nothing new).
-//
-// A dead letter that fails is kept (or, when only its complete failed,
-// comes back after its lock expires and is safe to replay again) and the
-// others are still replayed: it returns the sequence numbers replayed and,
-// when any failed, a *dlq.ReplayError. A sequence given twice is replayed
-// once.
-//
-// Service Bus receives a sub-queue in order only, so Replay receives (and
-// holds locked) the dead letters before the wanted ones, and abandons them
-// at the end.
+// subscription), then completes the dead letter (dlq.Replay, SPEC §8). See
+// Republish for the copy.
 func (d *DeadLetters) Replay(ctx context.Context, seqs []uint64) ([]uint64, error) {
+	return dlq.Replay(ctx, d, seqs, nil)
+}
+
+// ReplayAll replays every dead letter present when it starts; those
+// dead-lettered while it runs (a replayed command failing again) are left.
+func (d *DeadLetters) ReplayAll(ctx context.Context) ([]uint64, error) {
+	return dlq.ReplayAll(ctx, d, nil)
+}
+
+// Purge completes every dead letter present when it starts and returns how
+// many it removed. Those it could not remove are named in its error.
+func (d *DeadLetters) Purge(ctx context.Context) (uint64, error) {
+	return dlq.Purge(ctx, d)
+}
+
+// Take receives the wanted dead letters (dlq.Backend), calls fn for each
+// and completes it when fn returns nil. Service Bus receives a sub-queue in
+// order only, so Take receives (and holds locked) the dead letters before
+// the wanted ones, and abandons them at the end.
+func (d *DeadLetters) Take(ctx context.Context, ids []uint64, fn func(dlq.Entry) error) map[uint64]error {
 	want := map[uint64]bool{}
 	failed := map[uint64]error{}
-	for _, seq := range seqs {
+	for _, seq := range ids {
 		if want[seq] || failed[seq] != nil {
 			continue
 		}
@@ -169,47 +149,50 @@ func (d *DeadLetters) Replay(ctx context.Context, seqs []uint64) ([]uint64, erro
 		}
 		want[seq] = true
 	}
-	replayed := d.replay(ctx, want, failed)
-	if len(failed) > 0 {
-		return replayed, &dlq.ReplayError{Failed: failed}
+	if len(want) == 0 {
+		return failed
 	}
-	return replayed, nil
-}
-
-// ReplayAll replays every dead letter present when it starts; those
-// dead-lettered while it runs (a replayed command failing again) are left.
-func (d *DeadLetters) ReplayAll(ctx context.Context) ([]uint64, error) {
-	want, err := d.present(ctx)
-	if err != nil {
-		return nil, err
-	}
-	failed := map[uint64]error{}
-	replayed := d.replay(ctx, want, failed)
-	if len(failed) > 0 {
-		return replayed, &dlq.ReplayError{Failed: failed}
-	}
-	return replayed, nil
-}
-
-// replay replays the wanted dead letters and adds those it did not replay
-// to failed.
-func (d *DeadLetters) replay(ctx context.Context, want map[uint64]bool, failed map[uint64]error) []uint64 {
-	var replayed []uint64
-	target := d.cfg.sendTarget()
 	received, err := d.scan(ctx, want, func(rm *azservicebus.ReceivedMessage, seq uint64) bool {
-		if err := d.send.SendMessage(ctx, d.replayCopy(rm, seq), nil); err != nil {
-			failed[seq] = fmt.Errorf("%w (to %s): %w", dlq.ErrPublishFailed, target, err)
+		d.heldMu.Lock()
+		d.held[seq] = rm
+		d.heldMu.Unlock()
+		defer func() {
+			d.heldMu.Lock()
+			delete(d.held, seq)
+			d.heldMu.Unlock()
+		}()
+		if err := fn(d.entryOf(rm)); err != nil {
+			failed[seq] = err
 			return false
 		}
 		if err := d.recv.CompleteMessage(ctx, rm, nil); err != nil {
-			failed[seq] = fmt.Errorf("%w (sent to %s; replay it again to remove it): %w", dlq.ErrDeleteFailed, target, err)
+			failed[seq] = fmt.Errorf("%w (replay it again to remove it): %w", dlq.ErrDeleteFailed, err)
 			return false
 		}
-		replayed = append(replayed, seq)
 		return true
 	})
 	notReceived(want, received, failed, err)
-	return replayed
+	return failed
+}
+
+// Republish sends a copy of a dead letter Take holds to the entity (the
+// topic, for a subscription). The copy has the original body, system
+// properties (SessionId among them) and application properties, without
+// the dead-letter ones, with Graphops-Replay set to the sequence number
+// and a MessageID derived from it (so that, where the entity detects
+// duplicates, replaying again after a failed complete sends nothing new).
+func (d *DeadLetters) Republish(ctx context.Context, e dlq.Entry) (string, error) {
+	d.heldMu.Lock()
+	rm := d.held[e.Seq]
+	d.heldMu.Unlock()
+	if rm == nil {
+		return "", fmt.Errorf("dead letter %d is not received", e.Seq)
+	}
+	target := d.cfg.sendTarget()
+	if err := d.send.SendMessage(ctx, d.replayCopy(rm, e.Seq), nil); err != nil {
+		return "", fmt.Errorf("to %s: %w", target, err)
+	}
+	return target, nil
 }
 
 // notReceived adds the wanted dead letters a scan did not receive to
@@ -219,34 +202,10 @@ func notReceived(want, received map[uint64]bool, failed map[uint64]error, scanEr
 		scanErr = ErrNotReceived
 	}
 	for seq := range want {
-		if !received[seq] {
+		if !received[seq] && failed[seq] == nil {
 			failed[seq] = scanErr
 		}
 	}
-}
-
-// Purge completes every dead letter present when it starts and returns how
-// many it removed. Those it could not remove are named in its error.
-func (d *DeadLetters) Purge(ctx context.Context) (uint64, error) {
-	want, err := d.present(ctx)
-	if err != nil {
-		return 0, err
-	}
-	var n uint64
-	failed := map[uint64]error{}
-	received, err := d.scan(ctx, want, func(rm *azservicebus.ReceivedMessage, seq uint64) bool {
-		if err := d.recv.CompleteMessage(ctx, rm, nil); err != nil {
-			failed[seq] = err
-			return false
-		}
-		n++
-		return true
-	})
-	notReceived(want, received, failed, err)
-	if len(failed) > 0 {
-		return n, fmt.Errorf("servicebus: %d dead letters not purged: %w", len(failed), &dlq.ReplayError{Failed: failed})
-	}
-	return n, nil
 }
 
 // scan receives from the sub-queue until every wanted dead letter has been
@@ -356,20 +315,20 @@ func (d *DeadLetters) peekOne(ctx context.Context, seq uint64) (*azservicebus.Re
 // entryOf reads a dead letter: the SPEC §4 properties where this worker
 // dead-lettered it, else what Service Bus recorded.
 func (d *DeadLetters) entryOf(rm *azservicebus.ReceivedMessage) dlq.Entry {
-	h := nats.Header{}
+	h := map[string]string{}
 	for _, name := range specHeaders() {
 		if v, ok := rm.ApplicationProperties[name]; ok {
-			h.Set(name, propString(v))
+			h[name] = propString(v)
 		}
 	}
-	if h.Get(dlq.HeaderReason) == "" && rm.DeadLetterReason != nil {
-		h.Set(dlq.HeaderReason, *rm.DeadLetterReason)
+	if h[dlq.HeaderReason] == "" && rm.DeadLetterReason != nil {
+		h[dlq.HeaderReason] = *rm.DeadLetterReason
 	}
-	if h.Get(dlq.HeaderDescription) == "" && rm.DeadLetterErrorDescription != nil {
-		h.Set(dlq.HeaderDescription, *rm.DeadLetterErrorDescription)
+	if h[dlq.HeaderDescription] == "" && rm.DeadLetterErrorDescription != nil {
+		h[dlq.HeaderDescription] = *rm.DeadLetterErrorDescription
 	}
-	if h.Get(dlq.HeaderOriginalSubject) == "" {
-		h.Set(dlq.HeaderOriginalSubject, d.cfg.entityPath())
+	if h[dlq.HeaderOriginalSubject] == "" {
+		h[dlq.HeaderOriginalSubject] = d.cfg.entityPath()
 	}
 	var stored time.Time
 	if rm.EnqueuedTime != nil {
@@ -377,8 +336,36 @@ func (d *DeadLetters) entryOf(rm *azservicebus.ReceivedMessage) dlq.Entry {
 	}
 	// A property that does not parse leaves its field zero; the dead
 	// letter is shown, replayed or purged all the same.
-	e, _ := dlq.EntryFromMsg(bodyOf(rm), h, seqOf(rm), stored)
+	e, _ := dlq.EntryFromProperties(bodyOf(rm), func(name string) string { return h[name] }, seqOf(rm), stored)
+	e.Where = d.cfg.entityPath() + "/$DeadLetterQueue"
+	for name, v := range rm.ApplicationProperties {
+		if name != dlq.HeaderReplay && dlq.IsDeadLetterHeader(name) {
+			continue
+		}
+		switch {
+		case name == dlq.HeaderReplay || ownProperty(name):
+			if e.Extra == nil {
+				e.Extra = map[string][]string{}
+			}
+			e.Extra[name] = []string{propString(v)}
+		default:
+			if e.Headers == nil {
+				e.Headers = map[string][]string{}
+			}
+			e.Headers[name] = []string{propString(v)}
+		}
+	}
 	return e
+}
+
+// ownProperty: the properties Service Bus or this package add to a
+// command, which are not the producer's.
+func ownProperty(name string) bool {
+	switch name {
+	case "DeadLetterReason", "DeadLetterErrorDescription", PropHandbacks, PropPriorDeliveries, PropSubscription:
+		return true
+	}
+	return false
 }
 
 // replayCopy is the message Replay sends for dead letter seq.

@@ -81,9 +81,14 @@ func TestListReadsTheWorkersAndServiceBussDeadLetters(t *testing.T) {
 		{Seq: 3, Stored: enqueued, Reason: dlq.ReasonGraphRejected, Description: "Graph said no", Type: "resume",
 			CommandID: "c1", CommandSource: "urn:s", RequestID: "r1", Attempts: 2,
 			FirstAttempt: first, LastAttempt: first.Add(time.Minute), OriginalSubject: "commands",
-			GraphStatus: 403, GraphCode: "Forbidden", GraphRequestID: "g1", ClientRequestID: "cr1", Payload: []byte(`{"n":3}`)},
+			GraphStatus: 403, GraphCode: "Forbidden", GraphRequestID: "g1", ClientRequestID: "cr1", Payload: []byte(`{"n":3}`),
+			Headers: map[string][]string{"cloudEvents:specversion": {"1.0"}}, Where: "commands/$DeadLetterQueue",
+			Extra: map[string][]string{"DeadLetterReason": {"graph_rejected"}, "DeadLetterErrorDescription": {"Graph said no"},
+				servicebus.PropHandbacks: {"1"}, servicebus.PropPriorDeliveries: {"3"}, dlq.HeaderReplay: {"1"}}},
 		{Seq: 7, Stored: enqueued, Reason: "MaxDeliveryCountExceeded", Description: "Message could not be consumed after 10 delivery attempts.",
-			Type: "unknown", OriginalSubject: "commands", Payload: []byte("raw")},
+			Type: "unknown", OriginalSubject: "commands", Payload: []byte("raw"), Where: "commands/$DeadLetterQueue",
+			Extra: map[string][]string{"DeadLetterReason": {"MaxDeliveryCountExceeded"},
+				"DeadLetterErrorDescription": {"Message could not be consumed after 10 delivery attempts."}}},
 	}
 	if len(got) != 3 || got[2].Seq != 9 {
 		t.Fatalf("got %d entries %v, want 3, 7, 9", len(got), got)
@@ -142,7 +147,7 @@ func TestShowPrintsTheSpecPropertiesFirstThenTheOthersAndTheBody(t *testing.T) {
 	if err := newDeadLetters(t, queueCfg, dlqWith()).Show(context.Background(), &out, 3); err != nil {
 		t.Fatal(err)
 	}
-	want := "Seq: 3\nStored: 2026-11-23T09:00:00Z\nSubject: commands\n" +
+	want := "Seq: 3\nStored: 2026-11-23T09:00:00Z\nSubject: commands/$DeadLetterQueue\n" +
 		"Graphops-Reason: graph_rejected\nGraphops-Description: Graph said no\nGraphops-Type: resume\n" +
 		"Graphops-Command-Id: c1\nGraphops-Command-Source: urn:s\nGraphops-Request-Id: r1\nGraphops-Attempts: 2\n" +
 		"Graphops-First-Attempt: 2026-11-23T10:00:00Z\nGraphops-Last-Attempt: 2026-11-23T10:01:00Z\n" +

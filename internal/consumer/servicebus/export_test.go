@@ -21,12 +21,15 @@ func NewTestSource(cfg Config, r receiver, s sender, now func() time.Time) (*Sou
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	src := newSource(cfg, r, s, nil)
+	src, err := newSource(cfg, r, s, nil)
+	if err != nil {
+		return nil, err
+	}
 	src.now = now
 	src.receiveWait, src.peekIdle = TestReceiveWait, TestRetry
 	src.retryMin, src.retryMax = TestRetry, 2*TestRetry
 	src.ok.Store(true)
-	return src, nil
+	return src, src.newRunner()
 }
 
 // MessageOf is the message Run would hand to a handler for rm.

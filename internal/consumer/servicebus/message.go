@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -49,19 +50,25 @@ const (
 // ErrLockLost is wrapped by the errors of a settlement or lock renewal that
 // came too late: Service Bus has released the message (its lock expired)
 // and will deliver it again, or dead-letter it at MaxDeliveryCount.
-var ErrLockLost = errors.New("message lock lost; Service Bus delivers the message again")
+var ErrLockLost = consumer.ErrLockLost
 
 // message is one Service Bus delivery seen as a consumer.Message.
 type message struct {
 	s         *Source
 	rm        *azservicebus.ReceivedMessage
-	body      []byte // the body as received
-	data      []byte // the structured event (the body itself unless binary mode)
+	sess      *session // the session holding the message (Config.Sessions)
+	body      []byte   // the body as received
+	data      []byte   // the structured event (the body itself unless binary mode)
 	delivery  int
 	handbacks int
+	settled   atomic.Bool
 }
 
-var _ consumer.Message = (*message)(nil)
+var _ consumer.Leased = (*message)(nil)
+
+// peekLease stands for the lock of a peeked message, which has none: the
+// runner then has nothing to renew for as long as a handler can take.
+const peekLease = 24 * time.Hour
 
 func (s *Source) newMessage(rm *azservicebus.ReceivedMessage) *message {
 	body := bodyOf(rm)
@@ -74,6 +81,19 @@ func (s *Source) newMessage(rm *azservicebus.ReceivedMessage) *message {
 		delivery:  prior + max(int(rm.DeliveryCount), 1),
 		handbacks: propInt(rm.ApplicationProperties, PropHandbacks),
 	}
+}
+
+// LockedUntil is the end of the message lock, which RenewMessageLock moves
+// on (the SDK updates the received message).
+func (m *message) LockedUntil() time.Time {
+	if m.sess != nil {
+		// A session message is locked by its session's lock.
+		return m.sess.r.LockedUntil()
+	}
+	if m.s.cfg.Peek || m.rm.LockedUntil == nil {
+		return time.Now().Add(peekLease)
+	}
+	return *m.rm.LockedUntil
 }
 
 // Data is the body, or in binary mode the structured event built from the
@@ -126,18 +146,53 @@ func (m *message) Header(name string) string {
 	return propString(v)
 }
 
+// InOrder is true for a message of a session: the later commands of the
+// session wait behind it.
+func (m *message) InOrder() bool { return m.sess != nil }
+
+// Done releases the message's session once its handler has returned, so
+// that the next command of the session goes to whichever replica accepts
+// it (an unsettled message comes back first). Keeping an idle session for
+// its next message would mean a receive that may time out on the session's
+// link, and a lock that nothing renews meanwhile.
+func (m *message) Done() {
+	if m.sess != nil {
+		m.s.sessions.release(m.sess)
+	}
+}
+
+// settler is what the verbs use: the session's receiver for a session
+// message, the source's otherwise.
+func (m *message) settler() settler {
+	if m.sess != nil {
+		return m.sess.r
+	}
+	return m.s.recv
+}
+
+// settled records a settlement that worked.
+func (m *message) settledIf(err error) error {
+	if err == nil {
+		m.settled.Store(true)
+	}
+	return err
+}
+
 // Ack completes the message.
 func (m *message) Ack(ctx context.Context) error {
 	if m.s.cfg.Peek {
 		return nil
 	}
-	return m.wrap("complete", m.s.recv.CompleteMessage(ctx, m.rm, nil))
+	return m.settledIf(m.wrap("complete", m.settler().CompleteMessage(ctx, m.rm, nil)))
 }
 
 // KeepAlive renews the message lock.
 func (m *message) KeepAlive(ctx context.Context) error {
 	if m.s.cfg.Peek {
 		return nil
+	}
+	if m.sess != nil {
+		return m.wrap("renew the session lock of", m.sess.r.RenewSessionLock(ctx, nil))
 	}
 	return m.wrap("renew the lock of", m.s.recv.RenewMessageLock(ctx, m.rm, nil))
 }
@@ -157,8 +212,10 @@ func (m *message) HandBack(ctx context.Context, delay time.Duration) error {
 	if m.s.cfg.Peek {
 		return nil
 	}
-	if delay <= abandonUpTo {
-		return m.wrap("abandon", m.s.recv.AbandonMessage(ctx, m.rm, nil))
+	if delay <= abandonUpTo || m.sess != nil {
+		// A session message is abandoned whatever the delay: a scheduled
+		// copy would lose its place in the session.
+		return m.settledIf(m.wrap("abandon", m.settler().AbandonMessage(ctx, m.rm, nil)))
 	}
 	copies := []*azservicebus.Message{m.handBackCopy()}
 	seqs, err := m.s.send.ScheduleMessages(ctx, copies, m.s.now().Add(delay), nil)
@@ -168,6 +225,7 @@ func (m *message) HandBack(ctx context.Context, delay time.Duration) error {
 	if err := m.s.recv.CompleteMessage(ctx, m.rm, nil); err != nil {
 		return m.wrap(fmt.Sprintf("complete (copy %v scheduled; whichever comes second is a duplicate)", seqs), err)
 	}
+	m.settled.Store(true)
 	return nil
 }
 
@@ -184,16 +242,14 @@ func (m *message) DeadLetter(ctx context.Context, e dlq.Entry) error {
 		e.OriginalSubject = m.Subject()
 	}
 	props := map[string]any{}
-	for name, values := range e.Header() {
-		if len(values) > 0 {
-			props[name] = values[0]
-		}
+	for name, v := range e.Properties() {
+		props[name] = v
 	}
 	reason, desc := limitText(string(e.Reason)), limitText(e.Description)
-	err := m.s.recv.DeadLetterMessage(ctx, m.rm, &azservicebus.DeadLetterOptions{
+	err := m.settler().DeadLetterMessage(ctx, m.rm, &azservicebus.DeadLetterOptions{
 		Reason: &reason, ErrorDescription: &desc, PropertiesToModify: props,
 	})
-	return m.wrap("dead-letter", err)
+	return m.settledIf(m.wrap("dead-letter", err))
 }
 
 // handBackCopy is the message HandBack schedules.

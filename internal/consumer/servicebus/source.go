@@ -35,13 +35,13 @@ const (
 	retryMin = 500 * time.Millisecond
 	retryMax = 30 * time.Second
 
-	// settleTimeout bounds the abandons at shutdown, when Run's ctx is
-	// done already.
+	// settleTimeout bounds the abandons of a dead-letter scan, when its
+	// ctx may be done already.
 	settleTimeout = 10 * time.Second
 )
 
 // ErrRunning is returned by a second Run while one is running.
-var ErrRunning = errors.New("servicebus: Run is already running")
+var ErrRunning = consumer.ErrRunning
 
 // receiver is what this package uses of *azservicebus.Receiver.
 type receiver interface {
@@ -53,6 +53,16 @@ type receiver interface {
 	RenewMessageLock(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.RenewMessageLockOptions) error
 	Close(ctx context.Context) error
 }
+
+// settler is what a message's verbs use of a receiver: the entity's
+// *azservicebus.Receiver, or a session's *azservicebus.SessionReceiver.
+type settler interface {
+	CompleteMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.CompleteMessageOptions) error
+	AbandonMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.AbandonMessageOptions) error
+	DeadLetterMessage(ctx context.Context, m *azservicebus.ReceivedMessage, options *azservicebus.DeadLetterOptions) error
+}
+
+var _ settler = (*azservicebus.SessionReceiver)(nil)
 
 // sender is what this package uses of *azservicebus.Sender.
 type sender interface {
@@ -77,8 +87,9 @@ type Source struct {
 
 	receiveWait, peekIdle, retryMin, retryMax time.Duration
 
-	ok      atomic.Bool // the last receive or peek worked
-	running atomic.Bool
+	runner   *consumer.Runner
+	sessions sessions    // Config.Sessions
+	ok       atomic.Bool // the last receive or peek worked
 }
 
 var _ consumer.Source = (*Source)(nil)
@@ -95,22 +106,43 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	recv, err := newReceiver(cl, cfg, 0)
-	if err != nil {
-		_ = cl.Close(ctx)
-		return nil, fmt.Errorf("servicebus: receiver on %s: %w", cfg.entityPath(), err)
+	var recv receiver = noReceiver{}
+	if !cfg.Sessions {
+		// With sessions, each accepted session has a receiver of its own.
+		r, err := newReceiver(cl, cfg, 0)
+		if err != nil {
+			_ = cl.Close(ctx)
+			return nil, fmt.Errorf("servicebus: receiver on %s: %w", cfg.entityPath(), err)
+		}
+		recv = r
 	}
 	send, err := cl.NewSender(cfg.sendTarget(), nil)
 	if err != nil {
 		_ = cl.Close(ctx)
 		return nil, fmt.Errorf("servicebus: sender to %s: %w", cfg.sendTarget(), err)
 	}
-	s := newSource(cfg, recv, send, log)
+	s, err := newSource(cfg, recv, send, log)
+	if err != nil {
+		_ = cl.Close(ctx)
+		return nil, err
+	}
 	s.client = cl
 	// From an explicit sequence number, which leaves the receiver's own
 	// peek position (Config.Peek) at the start.
 	first := int64(1)
-	if _, err := recv.PeekMessages(ctx, 1, &azservicebus.PeekMessagesOptions{FromSequenceNumber: &first}); err != nil {
+	if cfg.Sessions {
+		// Accepting a session reaches the entity as a peek would (a
+		// session-enabled entity cannot be peeked without one).
+		r, err := s.acceptSession(ctx)
+		if err != nil {
+			_ = s.Close(ctx)
+			return nil, fmt.Errorf("servicebus: %s: %w", cfg.entityPath(), err)
+		}
+		if r != nil {
+			// Released at once: Run accepts the sessions it can handle.
+			_ = r.Close(ctx)
+		}
+	} else if _, err := recv.PeekMessages(ctx, 1, &azservicebus.PeekMessagesOptions{FromSequenceNumber: &first}); err != nil {
 		_ = s.Close(ctx)
 		return nil, fmt.Errorf("servicebus: %s: %w", cfg.entityPath(), err)
 	}
@@ -119,11 +151,11 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Source, error) {
 }
 
 // newSource builds a Source on a receiver and sender; cfg is valid.
-func newSource(cfg Config, recv receiver, send sender, log *slog.Logger) *Source {
+func newSource(cfg Config, recv receiver, send sender, log *slog.Logger) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Source{
+	s := &Source{
 		cfg:         cfg,
 		log:         log.With("entity", cfg.entityPath()),
 		recv:        recv,
@@ -134,6 +166,18 @@ func newSource(cfg Config, recv receiver, send sender, log *slog.Logger) *Source
 		retryMin:    retryMin,
 		retryMax:    retryMax,
 	}
+	return s, s.newRunner()
+}
+
+// newRunner (re)builds the runner from the source's settings.
+func (s *Source) newRunner() error {
+	r, err := consumer.NewRunner(s, consumer.Config{Concurrency: s.cfg.Concurrency, Limit: s.cfg.Limit,
+		RetryMin: s.retryMin, RetryMax: s.retryMax, Log: s.log})
+	if err != nil {
+		return fmt.Errorf("servicebus config: %w", err)
+	}
+	s.runner = r
+	return nil
 }
 
 // Ready reports that the last receive (or peek) reached the entity. It
@@ -151,9 +195,10 @@ func (s *Source) Close(ctx context.Context) error {
 }
 
 // Run receives messages and calls h for each in a goroutine of its own,
-// with at most Concurrency handlers at once. It asks Service Bus for no
-// more messages than there are free handlers, so that a message never waits
-// in this process with its lock running.
+// with at most Concurrency handlers at once (consumer.Runner.Run). It asks
+// Service Bus for no more messages than there are free handlers, so that a
+// message never waits in this process with its lock running, and renews the
+// lock of every message a handler holds from the message's own LockedUntil.
 //
 // When ctx is done Run stops receiving, abandons at once what it received
 // but did not give to a handler (except a last delivery, which abandoning
@@ -165,79 +210,45 @@ func (s *Source) Close(ctx context.Context) error {
 // With Config.Peek, Run browses the entity instead: each message present or
 // arriving is handled once, nothing is locked or settled.
 func (s *Source) Run(ctx context.Context, h consumer.Handler) error {
-	if !s.running.CompareAndSwap(false, true) {
-		return ErrRunning
-	}
-	defer s.running.Store(false)
-
-	free := consumer.NewSlots(s.cfg.Concurrency, s.cfg.Limit)
-	handlers := consumer.NewPool(s.cfg.Concurrency)
-	defer handlers.Close()
-	start := func(m *message) {
-		handlers.Go(func() {
-			defer free.Release()
-			h(m)
-		})
-	}
-
-	retry := time.Duration(0)
-	for {
-		n := free.Acquire(ctx)
-		if n == 0 {
-			return nil
-		}
-		var err error
-		if s.cfg.Peek {
-			err = s.peek(ctx, n, free, start)
-		} else {
-			err = s.receive(ctx, n, free, start)
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if err == nil {
-			s.ok.Store(true)
-			retry = 0
-			continue
-		}
-		s.ok.Store(false)
-		var sbErr *azservicebus.Error
-		if errors.As(err, &sbErr) && sbErr.Code == azservicebus.CodeClosed {
-			return fmt.Errorf("servicebus: %s: %w", s.cfg.entityPath(), err)
-		}
-		retry = min(max(2*retry, s.retryMin), s.retryMax)
-		s.log.Warn("receive failed; retrying", "error", err, "retry_in", retry)
-		if !consumer.Sleep(ctx, retry) {
-			return nil
-		}
-	}
+	return s.runner.Run(ctx, h)
 }
 
-// receive asks for up to n messages, n being the free slots taken from
-// free, and starts a handler for each. Slots left unused go back to free.
-func (s *Source) receive(ctx context.Context, n int, free *consumer.Slots, start func(*message)) error {
-	used := 0
-	defer func() {
-		for range n - used {
-			free.Release()
-		}
-	}()
+// Receive asks for up to n messages (or peeks them) and delivers each
+// (consumer.Receiver).
+func (s *Source) Receive(ctx context.Context, n int, deliver func(consumer.Leased)) error {
+	var err error
+	switch {
+	case s.cfg.Sessions:
+		err = s.receiveSessions(ctx, n, deliver)
+	case s.cfg.Peek:
+		err = s.peek(ctx, n, deliver)
+	default:
+		err = s.receive(ctx, n, deliver)
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err == nil {
+		s.ok.Store(true)
+		return nil
+	}
+	s.ok.Store(false)
+	var sbErr *azservicebus.Error
+	if errors.As(err, &sbErr) && sbErr.Code == azservicebus.CodeClosed {
+		return fmt.Errorf("servicebus: %s: %w: %w", s.cfg.entityPath(), consumer.ErrClosed, err)
+	}
+	return fmt.Errorf("servicebus: receive from %s: %w", s.cfg.entityPath(), err)
+}
 
+// receive asks for up to n messages and delivers each.
+func (s *Source) receive(ctx context.Context, n int, deliver func(consumer.Leased)) error {
 	rctx, cancel := context.WithTimeout(ctx, s.receiveWait)
 	defer cancel()
 	// The SDK may return messages together with a cancellation: those
-	// that had arrived when ctx ended.
+	// that had arrived when ctx ended. The runner hands them back.
 	msgs, err := s.recv.ReceiveMessages(rctx, n, nil)
 	for _, rm := range msgs {
-		m := s.newMessage(rm)
-		if (ctx.Err() != nil && !m.Last()) || used == n {
-			// Received but not started: another replica may take it
-			// now. (More than n cannot come from the SDK.)
-			s.abandon(m)
-			continue
-		}
-		used++
-		start(m)
+		deliver(s.newMessage(rm))
 	}
 	switch {
 	case err != nil && rctx.Err() != nil && ctx.Err() == nil:
@@ -254,17 +265,12 @@ func (s *Source) receive(ctx context.Context, n int, free *consumer.Slots, start
 
 // peek browses up to n messages after the last one peeked; when there are
 // none it waits peekIdle, so that an idle entity is not polled hard.
-func (s *Source) peek(ctx context.Context, n int, free *consumer.Slots, start func(*message)) error {
-	used := 0
-	defer func() {
-		for range n - used {
-			free.Release()
-		}
-	}()
+func (s *Source) peek(ctx context.Context, n int, deliver func(consumer.Leased)) error {
 	msgs, err := s.recv.PeekMessages(ctx, n, nil)
 	if err != nil {
 		return err
 	}
+	used := 0
 	for _, rm := range msgs {
 		// Scheduled messages (hand-back copies of the real consumers)
 		// and deferred ones are not commands waiting to be processed.
@@ -272,7 +278,7 @@ func (s *Source) peek(ctx context.Context, n int, free *consumer.Slots, start fu
 			continue
 		}
 		used++
-		start(s.newMessage(rm))
+		deliver(s.newMessage(rm))
 	}
 	if len(msgs) == 0 {
 		consumer.Sleep(ctx, s.peekIdle)
@@ -280,10 +286,8 @@ func (s *Source) peek(ctx context.Context, n int, free *consumer.Slots, start fu
 	return nil
 }
 
-func (s *Source) abandon(m *message) {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	if err := s.recv.AbandonMessage(ctx, m.rm, nil); err != nil {
-		s.log.Warn("cannot abandon a message at shutdown; its lock will expire", "id", m.ID(), "error", err)
-	}
-}
+// noReceiver stands for the entity's receiver with sessions, where only
+// the sessions' receivers are used.
+type noReceiver struct{ receiver }
+
+func (noReceiver) Close(context.Context) error { return nil }
