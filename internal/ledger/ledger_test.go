@@ -608,6 +608,27 @@ func runHistoryCases(t *testing.T, b backend) {
 		}
 	})
 
+	t.Run("a conflicting decision is recorded once as dead-lettered for conflict", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if d, got, err := l.Begin(ctx, identity("cmd-2", "h2"), false); err != nil || d != ledger.Conflict || got.Record.ID != "cmd-1" {
+				t.Fatalf("%s (%v), want a conflict naming cmd-1", d, err)
+			}
+		}
+		if r := byID(t, s, "cmd-2"); r.State != ledger.StateDeadLettered || r.Reason != ledger.ReasonConflict {
+			t.Errorf("record %+v, want dead-lettered for conflict", r)
+		}
+		if r := byID(t, s, "cmd-1"); r.State != ledger.StateApplied {
+			t.Errorf("cmd-1 %+v, want still applied", r)
+		}
+	})
+
 	t.Run("a replay is counted and the history goes on", func(t *testing.T) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
