@@ -16,6 +16,7 @@ import (
 	"github.com/graphops/worker/internal/ledger/kvstore"
 	"github.com/graphops/worker/internal/ledger/redisstore"
 	"github.com/graphops/worker/internal/natsembed/natstest"
+	"github.com/redis/go-redis/v9"
 )
 
 // The ledger's rules run against both real backends: the same cases, the
@@ -56,9 +57,33 @@ func backends(t *testing.T) []backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = s.Close() })
+			t.Cleanup(func() {
+				_ = s.Close()
+				removeRedisPrefix(t, redisAddr, prefix)
+			})
 			return s
 		}},
+	}
+}
+
+// removeRedisPrefix deletes the keys a test wrote under prefix (SCAN, not
+// KEYS: the Redis may be shared and large).
+func removeRedisPrefix(t *testing.T, addr, prefix string) {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var keys []string
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	err := iter.Err()
+	if err == nil && len(keys) > 0 {
+		err = c.Del(ctx, keys...).Err()
+	}
+	if err != nil {
+		t.Errorf("removing the test's keys under %s: %v", prefix, err)
 	}
 }
 
