@@ -51,9 +51,16 @@ func stores(t *testing.T) map[string]ledger.Store {
 		_ = rs.Close()
 		c := redis.NewClient(&redis.Options{Addr: addr})
 		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		// SCAN, not KEYS, which would block a shared Redis while it walks
+		// every key.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		keys, err := c.Keys(ctx, prefix+"*").Result() // a handful of keys under a fresh prefix
+		var keys []string
+		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		err := iter.Err()
 		if err == nil && len(keys) > 0 {
 			err = c.Del(ctx, keys...).Err()
 		}

@@ -289,8 +289,12 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 			if !take {
 				decision, found = d, &Claim{l: l, Record: cur}
 				isNew = false
-				if d == Duplicate && !cur.SameCommand(id) {
-					return l.noteDuplicate(ctx, c.reqKey, doc, rev, id, cur, now)
+				switch {
+				case d == Duplicate && !cur.SameCommand(id):
+					return l.noteAside(ctx, c.reqKey, doc, rev, id, "dup", Record{State: StateDuplicate, DuplicateOf: cur.ID}, now)
+				case d == Conflict:
+					// The caller dead-letters it, naming cur.
+					return l.noteAside(ctx, c.reqKey, doc, rev, id, "conflict", Record{State: StateDeadLettered, Reason: ReasonConflict}, now)
 				}
 				return nil
 			}
@@ -367,22 +371,28 @@ func (l *Ledger) indexed(ctx context.Context, c *Claim, id Identity) (Decision, 
 	return Claimed, c, nil
 }
 
-// noteDuplicate records, once, that the command id repeats cur, an applied
-// command of another id: `worker history` lists duplicates too. The index
-// entry comes first: an entry without its record is harmless (lookups
-// match records), a record missing from the index would not be found.
-func (l *Ledger) noteDuplicate(ctx context.Context, reqKey string, doc RequestRecord, rev uint64,
-	id Identity, cur Record, now time.Time) error {
-	key := KeyOf("dup", id.Source, id.ID)
+// ReasonConflict is the dead-letter reason of a command that competes
+// with another one for its key (dlq.ReasonConflict).
+const ReasonConflict = "conflict"
+
+// noteAside records, once, a command that did not get its key because of
+// another command: a duplicate of an applied one, or a conflicting decision
+// (dead-lettered). It holds no key and is kept for `worker history` only, at
+// a key of its own in the request record (kind.<hash of the command>). r
+// gives its state and why; the rest comes from id. The index entry comes first: an entry without its
+// record is harmless (lookups match records), a record missing from the
+// index would not be found.
+func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord, rev uint64,
+	id Identity, kind string, r Record, now time.Time) error {
+	key := KeyOf(kind, id.Source, id.ID)
 	if _, ok := doc.Commands[key]; ok {
 		return nil
 	}
 	if err := l.index(ctx, id); err != nil {
 		return err
 	}
-	dup := Record{State: StateDuplicate, Source: id.Source, ID: id.ID, BodyHash: id.BodyHash,
-		Since: now, SettledAt: now, DuplicateOf: cur.ID, Indexed: true}
-	ndoc := doc.with(key, dup, now, l.cfg.Retention)
+	r.Source, r.ID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.BodyHash, now, now, true
+	ndoc := doc.with(key, r, now, l.cfg.Retention)
 	_, err := l.update(ctx, "claim", reqKey, ndoc, rev)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
 		return errLostRace

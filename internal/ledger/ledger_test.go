@@ -16,6 +16,7 @@ import (
 	"github.com/graphops/worker/internal/ledger/kvstore"
 	"github.com/graphops/worker/internal/ledger/redisstore"
 	"github.com/graphops/worker/internal/natsembed/natstest"
+	"github.com/redis/go-redis/v9"
 )
 
 // The ledger's rules run against both real backends: the same cases, the
@@ -56,9 +57,33 @@ func backends(t *testing.T) []backend {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = s.Close() })
+			t.Cleanup(func() {
+				_ = s.Close()
+				removeRedisPrefix(t, redisAddr, prefix)
+			})
 			return s
 		}},
+	}
+}
+
+// removeRedisPrefix deletes the keys a test wrote under prefix (SCAN, not
+// KEYS: the Redis may be shared and large).
+func removeRedisPrefix(t *testing.T, addr, prefix string) {
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var keys []string
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	err := iter.Err()
+	if err == nil && len(keys) > 0 {
+		err = c.Del(ctx, keys...).Err()
+	}
+	if err != nil {
+		t.Errorf("removing the test's keys under %s: %v", prefix, err)
 	}
 }
 
@@ -605,6 +630,27 @@ func runHistoryCases(t *testing.T, b backend) {
 		}
 		if all, _ := ledger.ByRequest(ctx, s, "resume:req"); len(all) != 2 {
 			t.Errorf("request has %d records, want cmd-1 and its duplicate", len(all))
+		}
+	})
+
+	t.Run("a conflicting decision is recorded once as dead-lettered for conflict", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		c := &clock{now: time.Now()}
+		l := replica(t, s, "a", c)
+		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if d, got, err := l.Begin(ctx, identity("cmd-2", "h2"), false); err != nil || d != ledger.Conflict || got.Record.ID != "cmd-1" {
+				t.Fatalf("%s (%v), want a conflict naming cmd-1", d, err)
+			}
+		}
+		if r := byID(t, s, "cmd-2"); r.State != ledger.StateDeadLettered || r.Reason != ledger.ReasonConflict {
+			t.Errorf("record %+v, want dead-lettered for conflict", r)
+		}
+		if r := byID(t, s, "cmd-1"); r.State != ledger.StateApplied {
+			t.Errorf("cmd-1 %+v, want still applied", r)
 		}
 	})
 
