@@ -3,7 +3,6 @@ package e2e_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,12 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphsim"
 	"github.com/graphops/worker/internal/ledger"
-	"github.com/graphops/worker/internal/natsembed/natstest"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The broker names and Graph token every test uses (SPEC §4 defaults).
@@ -39,25 +34,25 @@ const (
 	privAccessID = "azureResources"
 )
 
-// cluster is one test's world: an embedded JetStream and the Graph
-// simulator, both in this process on loopback, and the worker processes
-// started against them.
+// cluster is one test's world: a broker (an embedded JetStream, or the
+// Service Bus stand-in with a Redis ledger) and the Graph simulator, on
+// loopback, and the worker processes started against them.
 type cluster struct {
 	t    *testing.T
-	js   jetstream.JetStream
+	b    broker
 	sim  *graphsim.Sim
 	base map[string]string // environment of every worker
 }
 
-// newCluster starts JetStream and the simulator (with simCfg and the test
-// token). env adds to or overrides the workers' environment.
-func newCluster(t *testing.T, simCfg graphsim.Config, env map[string]string) *cluster {
+// newCluster starts the broker of kind (jetStream or serviceBus) and the
+// simulator (with simCfg and the test token). env adds to or overrides the
+// workers' environment.
+func newCluster(t *testing.T, kind string, simCfg graphsim.Config, env map[string]string) *cluster {
 	t.Helper()
 	if workerBin == "" {
 		t.Skip("process-level integration test: skipped under -short")
 	}
-	srv := natstest.Server(t)
-	_, js := natstest.Connect(t, srv.URL())
+	b := newBroker(t, kind, env)
 	simCfg.Token = testToken
 	sim := graphsim.New(simCfg)
 	simURL, err := sim.Start()
@@ -66,12 +61,14 @@ func newCluster(t *testing.T, simCfg graphsim.Config, env map[string]string) *cl
 	}
 	t.Cleanup(func() { _ = sim.Close() })
 	base := map[string]string{
-		"NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": testToken,
+		"GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": testToken,
 		"LOG_LEVEL": "debug", "GRAPH_TIMEOUT": "5s", "GRAPH_UNANSWERED_SETTLE": "5s", "SHUTDOWN_GRACE": "3s",
 		"RETRY_INITIAL_INTERVAL": "50ms", "RETRY_MAX_INTERVAL": "200ms",
 	}
+	maps.Copy(base, b.env())
 	maps.Copy(base, env)
-	return &cluster{t: t, js: js, sim: sim, base: base}
+	delete(base, sbLockEnv)
+	return &cluster{t: t, b: b, sim: sim, base: base}
 }
 
 // proc is one worker process.
@@ -237,46 +234,33 @@ func (p *proc) mustMetrics() samples {
 	return m
 }
 
-// publish publishes a command on graphops.commands.<short type>.
+// publish publishes a command to the broker.
 func (c *cluster) publish(data []byte) {
 	c.t.Helper()
-	subject := "graphops.commands.role_request_update"
-	if bytes.Contains(data, []byte(`"graphops.accessPackageAssignmentRequest.resume"`)) {
-		subject = "graphops.commands.resume"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.js.PublishMsg(ctx, &nats.Msg{Subject: subject, Data: data}); err != nil {
-		c.t.Fatalf("publish: %v", err)
-	}
+	c.b.publish(c.t, data)
 }
 
-func (c *cluster) consumerInfo() (*jetstream.ConsumerInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	cons, err := c.js.Consumer(ctx, streamName, consumerName)
-	if err != nil {
-		return nil, err
-	}
-	return cons.Info(ctx)
-}
-
-// waitAcked waits until the durable consumer has delivered and seen
-// acknowledged every message of the stream.
+// waitAcked waits until every message published has been delivered and
+// settled.
 func (c *cluster) waitAcked(within time.Duration) {
 	c.t.Helper()
-	eventually(c.t, within, "consumer "+consumerName+" with nothing pending and nothing awaiting ack", func() (bool, string) {
-		ci, err := c.consumerInfo()
+	eventually(c.t, within, "nothing waiting and nothing delivered unsettled", func() (bool, string) {
+		waiting, inFlight, err := c.b.backlog()
 		if err != nil {
 			return false, err.Error()
 		}
-		return ci.NumPending == 0 && ci.NumAckPending == 0, consumerState(ci)
+		return waiting == 0 && inFlight == 0, fmt.Sprintf("%d waiting, %d delivered unsettled", waiting, inFlight)
 	})
 }
 
-func consumerState(ci *jetstream.ConsumerInfo) string {
-	return fmt.Sprintf("pending %d, ack pending %d, redelivered %d, acked up to stream seq %d",
-		ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.AckFloor.Stream)
+// backlog is the broker's backlog, failing the test on error.
+func (c *cluster) backlog() (waiting, inFlight int) {
+	c.t.Helper()
+	waiting, inFlight, err := c.b.backlog()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return waiting, inFlight
 }
 
 // ledgerRecord reads the ledger record of key (see ledger.KeyOf), wherever
@@ -290,44 +274,12 @@ func (c *cluster) ledgerRecord(key string) (ledger.Record, bool) {
 // ledgerRecords reads every command record of the ledger, by key.
 func (c *cluster) ledgerRecords() map[string]ledger.Record {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	kv, err := c.js.KeyValue(ctx, ledgerBucket)
-	if err != nil {
-		c.t.Fatalf("ledger bucket: %v", err)
-	}
-	w, err := kv.Watch(ctx, "request.>", jetstream.IgnoreDeletes())
-	if err != nil {
-		c.t.Fatalf("ledger: %v", err)
-	}
-	defer w.Stop()
-	out := map[string]ledger.Record{}
-	for e := range w.Updates() {
-		if e == nil {
-			break // the initial values are all in
-		}
-		var d ledger.RequestRecord
-		if err := json.Unmarshal(e.Value(), &d); err != nil {
-			c.t.Fatalf("ledger %s: %v", e.Key(), err)
-		}
-		maps.Copy(out, d.Commands)
-	}
-	return out
+	return c.b.ledgerRecords(c.t)
 }
 
-func (c *cluster) deadLetters() []dlq.Entry {
+func (c *cluster) deadLetters() []deadLetter {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := dlq.New(ctx, c.js, dlq.Config{})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var out []dlq.Entry
-	if err := s.List(ctx, func(e dlq.Entry) error { out = append(out, e); return nil }); err != nil {
-		c.t.Fatal(err)
-	}
-	return out
+	return c.b.deadLetters(c.t)
 }
 
 // Ledger keys, as the worker derives them (internal/worker/identity.go): a

@@ -16,8 +16,12 @@ import (
 
 func TestOneWorkerNeverHasTwoCallsInFlightForOneRequestId(t *testing.T) {
 	t.Parallel()
+	onBothBrokers(t, testOneWorkerPerRequestID)
+}
+
+func testOneWorkerPerRequestID(t *testing.T, broker string) {
 	const latency = 300 * time.Millisecond
-	c := newCluster(t, graphsim.Config{Latency: latency, AutoCreate: true}, nil)
+	c := newCluster(t, broker, graphsim.Config{Latency: latency, AutoCreate: true}, nil)
 	w := c.start("worker", nil)
 	// Past the pacer's slow start (one call in flight at first), which
 	// would serialize everything and hide the per-request rule.
@@ -80,7 +84,11 @@ const (
 
 func TestThreeReplicasApplyEveryCommandExactlyOnceWithoutOverlapsOrLosses(t *testing.T) {
 	t.Parallel()
-	c := newCluster(t, graphsim.Config{Latency: 5 * time.Millisecond, Jitter: 15 * time.Millisecond}, nil)
+	onBothBrokers(t, testThreeReplicas)
+}
+
+func testThreeReplicas(t *testing.T, broker string) {
+	c := newCluster(t, broker, graphsim.Config{Latency: 5 * time.Millisecond, Jitter: 15 * time.Millisecond}, nil)
 
 	type conflict struct{ approveID, denyID string }
 	var (
@@ -256,7 +264,7 @@ func TestThreeReplicasApplyEveryCommandExactlyOnceWithoutOverlapsOrLosses(t *tes
 		if e.CommandID == cf.approveID {
 			winner = cf.denyID
 		}
-		if e.Reason != dlq.ReasonConflict || key == "" || !strings.Contains(e.Description, winner) {
+		if e.Reason != string(dlq.ReasonConflict) || key == "" || !strings.Contains(e.Description, winner) {
 			t.Errorf("dead letter %s %q for command %s: want a conflict naming the other command of its instance", e.Reason, e.Description, e.CommandID)
 			continue
 		}
