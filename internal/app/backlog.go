@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus/admin"
@@ -31,8 +32,8 @@ type reading struct {
 	messagesOK, oldestOK bool
 }
 
-// backlogReader reads the source once. A non-nil error means nothing is
-// known this time.
+// backlogReader reads the source once. Its reading says what it learnt,
+// even with an error (one figure may be known when the other failed).
 type backlogReader func(ctx context.Context) (reading, error)
 
 // startBacklog keeps graphops_backlog_messages and
@@ -65,8 +66,8 @@ func startBacklog(ctx context.Context, cfg *config.Config, jsc jetstream.JetStre
 }
 
 // pollBacklog reads the source every interval, starting at once, and
-// publishes what it learns. A failed read removes both series (a stale
-// backlog would mislead the autoscaler); a change between failing and
+// publishes what it learns. A figure the read could not get is removed (a
+// stale backlog would mislead the autoscaler); a change between failing and
 // working is logged once, not at every tick.
 func pollBacklog(ctx context.Context, every time.Duration, read backlogReader, m *metrics.Metrics, log *slog.Logger) {
 	t := time.NewTicker(every)
@@ -81,13 +82,13 @@ func pollBacklog(ctx context.Context, every time.Duration, read backlogReader, m
 		}
 		switch {
 		case err != nil && !failing:
-			log.Warn("cannot read the command backlog; its gauges are absent until it can", "err", err)
+			log.Warn("cannot read the command backlog; what cannot be read is absent until it can", "err", err)
 		case err == nil && failing:
 			log.Info("the command backlog can be read again")
 		}
 		failing = err != nil
-		m.SetBacklog(r.messages, err == nil && r.messagesOK)
-		m.SetOldestMessageAge(r.oldest, err == nil && r.oldestOK)
+		m.SetBacklog(r.messages, r.messagesOK)
+		m.SetOldestMessageAge(r.oldest, r.oldestOK)
 		select {
 		case <-ctx.Done():
 			return
@@ -122,14 +123,18 @@ func serviceBusBacklog(ctx context.Context, cfg *config.Config, log *slog.Logger
 		cl  *azservicebus.Client
 		err error
 	)
+	// One retry at most: the next tick is the retry, and a read must not
+	// outlast the interval.
+	adminOpts := &admin.ClientOptions{ClientOptions: azcore.ClientOptions{
+		Retry: policy.RetryOptions{MaxRetries: 1, TryTimeout: backlogEvery / 3}}}
 	if sb.ConnectionString != "" {
-		if ac, err = admin.NewClientFromConnectionString(sb.ConnectionString, nil); err == nil {
+		if ac, err = admin.NewClientFromConnectionString(sb.ConnectionString, adminOpts); err == nil {
 			cl, err = azservicebus.NewClientFromConnectionString(sb.ConnectionString, nil)
 		}
 	} else {
 		var cred azcore.TokenCredential
 		if cred, err = azidentity.NewDefaultAzureCredential(nil); err == nil {
-			if ac, err = admin.NewClient(sb.Namespace, cred, nil); err == nil {
+			if ac, err = admin.NewClient(sb.Namespace, cred, adminOpts); err == nil {
 				cl, err = azservicebus.NewClient(sb.Namespace, cred, nil)
 			}
 		}
@@ -171,27 +176,36 @@ func serviceBusBacklog(ctx context.Context, cfg *config.Config, log *slog.Logger
 	read := func(ctx context.Context) (reading, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		var r reading
+		var (
+			r    reading
+			errs []error
+		)
 		if countOK {
 			n, err := servicebus.ReadActiveMessages(ctx, ac, entity)
-			if err != nil {
-				return reading{}, err
+			switch {
+			case errors.Is(err, servicebus.ErrBacklogNotPermitted):
+				// Rights can be taken away after start-up too.
+				countOK = false
+				log.Warn("graphops_backlog_messages is no longer reported: the identity may not read the entity's runtime properties", "err", err)
+			case err != nil:
+				errs = append(errs, err)
+			default:
+				r.messages, r.messagesOK = float64(n), true
 			}
-			r.messages, r.messagesOK = float64(n), true
 		}
 		if peekOK {
 			age, err := servicebus.PeekOldest(ctx, recv, time.Now())
-			if errors.Is(err, servicebus.ErrSessionEntity) {
+			switch {
+			case errors.Is(err, servicebus.ErrSessionEntity):
 				peekOK = false
 				log.Info("graphops_oldest_message_age_seconds is not reported: a session-enabled entity cannot be peeked as a whole")
-				return r, nil
+			case err != nil:
+				errs = append(errs, err)
+			default:
+				r.oldest, r.oldestOK = age.Seconds(), true
 			}
-			if err != nil {
-				return reading{}, err
-			}
-			r.oldest, r.oldestOK = age.Seconds(), true
 		}
-		return r, nil
+		return r, errors.Join(errs...)
 	}
 	return read, closeAll, nil
 }

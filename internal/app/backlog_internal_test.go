@@ -46,12 +46,13 @@ func TestPollBacklogPublishesEachReadingAndRemovesTheSeriesWhileReadsFail(t *tes
 		hasB, hasOld bool
 	}{
 		{"a reading", reading{messages: 12, oldest: 3.5, messagesOK: true, oldestOK: true}, nil, 12, 3.5, true, true},
-		{"a failed read hides both", reading{messages: 99, messagesOK: true}, errors.New("broker down"), 0, 0, false, false},
+		{"a failed read hides both", reading{}, errors.New("broker down"), 0, 0, false, false},
+		{"a partly failed read publishes what it got", reading{oldest: 4, oldestOK: true}, errors.New("management API down"), 0, 4, false, true},
 		{"the count not permitted, the oldest known", reading{oldest: 8, oldestOK: true}, nil, 0, 8, false, true},
 		{"empty", reading{messagesOK: true, oldestOK: true}, nil, 0, 0, true, true},
 	}
 	m := metrics.New()
-	var step atomic.Int32
+	var step atomic.Int32 // the index of steps the reader answers with
 	seen := make(chan int32)
 	read := func(context.Context) (reading, error) {
 		i := step.Load()
