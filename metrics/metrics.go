@@ -67,6 +67,8 @@ const (
 	namePacerRate       = "graphops_pacer_rate"
 	nameThrottledUntil  = "graphops_throttled_until_seconds"
 	nameReady           = "graphops_ready"
+	nameBacklog         = "graphops_backlog_messages"
+	nameOldestAge       = "graphops_oldest_message_age_seconds"
 )
 
 // Metrics records the worker's events. Every method is safe for concurrent
@@ -87,6 +89,8 @@ type Metrics struct {
 	ledgerDuration  *prometheus.HistogramVec
 	pacerRate       *prometheus.GaugeVec
 	throttledUntil  *waitGauge
+	backlog         *optionalGauge
+	oldestAge       *optionalGauge
 
 	// ready is the admin server's readiness check, read at scrape time for
 	// graphops_ready; nil until NewAdmin attaches one.
@@ -163,6 +167,12 @@ func New() *Metrics {
 		throttledUntil: newWaitGauge(prometheus.NewDesc(nameThrottledUntil,
 			"Seconds for which calls of the operation are held by a throttle (Retry-After), as announced when the gate closed; 0 when the gate is open.",
 			[]string{"operation"}, nil), time.Now),
+		backlog: newOptionalGauge(prometheus.NewDesc(nameBacklog,
+			"Commands in the source not yet settled (NATS: the consumer's pending plus ack-pending; Service Bus: the entity's active message count). Absent while the source cannot tell.",
+			nil, nil)),
+		oldestAge: newOptionalGauge(prometheus.NewDesc(nameOldestAge,
+			"Age in seconds of the oldest command not yet settled, 0 when there is none (NATS: the first message after the consumer's ack floor; Service Bus: the first peekable message). Absent while the source cannot tell, and on a session-enabled entity.",
+			nil, nil)),
 	}
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: nameReady,
@@ -175,6 +185,7 @@ func New() *Metrics {
 		m.commands, m.commandDuration, m.graphRequests, m.graphDuration,
 		m.throttled, m.retries, m.deadLetters, m.inFlight,
 		m.ledgerOps, m.ledgerDuration, m.pacerRate, m.throttledUntil, ready,
+		m.backlog, m.oldestAge,
 	)
 	m.precreate()
 	return m
@@ -334,6 +345,27 @@ func (m *Metrics) SetThrottledUntil(op string, seconds float64) {
 	m.throttledUntil.set(op, seconds)
 }
 
+// SetBacklog publishes graphops_backlog_messages: the commands in the source
+// not yet settled. known false removes the series: a source that cannot read
+// its backlog (no right to, broker unreachable) must not report a stale or
+// made-up number to the autoscaler.
+func (m *Metrics) SetBacklog(messages float64, known bool) {
+	if m == nil {
+		return
+	}
+	m.backlog.set(messages, known)
+}
+
+// SetOldestMessageAge publishes graphops_oldest_message_age_seconds: the age
+// of the oldest command not yet settled (0 when there is none). known false
+// removes the series, as for SetBacklog.
+func (m *Metrics) SetOldestMessageAge(seconds float64, known bool) {
+	if m == nil {
+		return
+	}
+	m.oldestAge.set(seconds, known)
+}
+
 // setReady makes graphops_ready follow ready (nil: always ready).
 func (m *Metrics) setReady(ready func() error) {
 	if m == nil {
@@ -406,5 +438,40 @@ func (g *waitGauge) Collect(ch chan<- prometheus.Metric) {
 			v = 0
 		}
 		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v, label)
+	}
+}
+
+// optionalGauge is a gauge without labels that may be absent: SPEC §7's
+// source gauges are missing, not 0, when the source cannot tell, so that an
+// alert or an autoscaler query never reads "no backlog" from "unknown". It
+// starts absent, until the first reading.
+type optionalGauge struct {
+	desc *prometheus.Desc
+
+	mu    sync.Mutex
+	value float64
+	known bool
+}
+
+func newOptionalGauge(desc *prometheus.Desc) *optionalGauge {
+	return &optionalGauge{desc: desc}
+}
+
+func (g *optionalGauge) set(v float64, known bool) {
+	g.mu.Lock()
+	g.value, g.known = v, known
+	g.mu.Unlock()
+}
+
+// Describe implements prometheus.Collector.
+func (g *optionalGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+// Collect implements prometheus.Collector.
+func (g *optionalGauge) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	v, known := g.value, g.known
+	g.mu.Unlock()
+	if known {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, v)
 	}
 }

@@ -559,3 +559,42 @@ func TestHandlerServesTheRegistryInTextFormat(t *testing.T) {
 		t.Errorf("gathered %d graphops_ families %v, want 13", len(names), names)
 	}
 }
+
+func TestSourceGaugesAreAbsentUntilKnownAndAbsentAgainWhenUnknown(t *testing.T) {
+	m := metrics.New()
+	a := startAdmin(t, m, nil)
+	const backlog, oldest = "graphops_backlog_messages", "graphops_oldest_message_age_seconds"
+	read := func() map[string]float64 { return series(scrape(t, a)) }
+
+	steps := []struct {
+		name                  string
+		do                    func()
+		wantBacklog, wantOld  float64
+		hasBacklog, hasOldest bool
+	}{
+		{"absent before the first reading", func() {}, 0, 0, false, false},
+		{"both known", func() { m.SetBacklog(42, true); m.SetOldestMessageAge(7.5, true) }, 42, 7.5, true, true},
+		{"an empty source reads 0, not absent", func() { m.SetBacklog(0, true); m.SetOldestMessageAge(0, true) }, 0, 0, true, true},
+		{"the oldest unknown (a session entity) leaves the backlog", func() { m.SetBacklog(3, true); m.SetOldestMessageAge(0, false) }, 3, 0, true, false},
+		{"the backlog unknown (no right to read it)", func() { m.SetBacklog(99, false) }, 0, 0, false, false},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			st.do()
+			got := read()
+			v, ok := got[key(backlog)]
+			if ok != st.hasBacklog || v != st.wantBacklog {
+				t.Errorf("%s = %v (present %v), want %v (present %v)", backlog, v, ok, st.wantBacklog, st.hasBacklog)
+			}
+			v, ok = got[key(oldest)]
+			if ok != st.hasOldest || v != st.wantOld {
+				t.Errorf("%s = %v (present %v), want %v (present %v)", oldest, v, ok, st.wantOld, st.hasOldest)
+			}
+		})
+	}
+	m.SetBacklog(1, true)
+	fams := scrape(t, a)
+	if f := fams[backlog]; f == nil || f.GetType() != dto.MetricType_GAUGE || len(f.GetMetric()[0].GetLabel()) != 0 {
+		t.Errorf("%s must be an unlabelled gauge, got %v", backlog, f)
+	}
+}

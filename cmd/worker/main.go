@@ -39,11 +39,16 @@ Usage:
   worker bench throughput|pacing  load harness, in binaries built with -tags bench:
                                   see docs/PERFORMANCE.md
   worker help                     this text
+  worker version                  the version this binary was built as (also --version)
 
 An ID is the dead letter's stream sequence number (see dlq list).
 Exit status: 0 success, 1 failure, 2 bad usage or configuration.
 
 `
+
+// version is stamped at build time (Dockerfile:
+// -ldflags "-X main.version=v1.2.3"); "dev" in a plain go build or go run.
+var version = "dev"
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
@@ -59,6 +64,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help":
 		printUsage(stdout)
 		return 0
+	case "version":
+		fmt.Fprintln(stdout, "graphops worker "+version)
+		return 0
 	case "bench": // parses its own flags; needs no worker settings
 		return benchMain(ctx, args, stdout, stderr)
 	case "run", "dev", "submit", "dlq", "history":
@@ -67,8 +75,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 2
 	}
 	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
+		switch a {
+		case "-h", "--help", "-help":
 			printUsage(stdout)
+			return 0
+		case "--version", "-version":
+			fmt.Fprintln(stdout, "graphops worker "+version)
 			return 0
 		}
 	}
@@ -136,6 +148,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 func printUsage(w io.Writer) {
-	fmt.Fprint(w, usage)
+	fmt.Fprintf(w, "%s(version %s)\n\n", usage, version)
 	config.Usage(w)
 }

@@ -121,3 +121,19 @@ func TestHistoryExitStatuses(t *testing.T) {
 		})
 	}
 }
+
+func TestVersionPrintsTheStampedVersion(t *testing.T) {
+	// The Dockerfile stamps it with -ldflags -X main.version=…; tests see
+	// the default.
+	for _, args := range [][]string{{"version"}, {"--version"}, {"run", "--version"}} {
+		var out, errOut bytes.Buffer
+		if code := run(args, strings.NewReader(""), &out, &errOut); code != 0 || out.String() != "graphops worker dev\n" {
+			t.Errorf("%v: exit %d, stdout %q; want 0 and %q", args, code, out.String(), "graphops worker dev\n")
+		}
+	}
+	var out, errOut bytes.Buffer
+	run([]string{"--help"}, strings.NewReader(""), &out, &errOut)
+	if !strings.Contains(out.String(), "(version dev)") {
+		t.Errorf("--help does not name the version")
+	}
+}
