@@ -135,12 +135,22 @@ func Dev(ctx context.Context, o DevOptions) error {
 	if err := printEvents(ctx, natsURL, cfg.OutcomeStream, n, o.Out); err != nil {
 		fmt.Fprintf(o.Out, "\nOutcome events: cannot read them: %v\n", err)
 	}
+	// The whole life of the resumes of Microsoft's first example, as
+	// `worker history` tells it (SPEC §8).
+	hcfg := *cfg
+	hcfg.NATSURL = natsURL
+	fmt.Fprintf(o.Out, "\n$ worker history %s\n", devRequest)
+	if err := History(ctx, &hcfg, []string{devRequest}, o.Out); err != nil {
+		fmt.Fprintf(o.Out, "cannot read the history: %v\n", err)
+	}
 	st := sim.Stats()
 	fmt.Fprintf(o.Out, "\nGraph simulator saw %d write calls, %d applied, %d refused as already resumed.\n",
 		st.Calls["resume"]+st.Calls["role_request_update"], st.Applied["resume"]+st.Applied["role_request_update"], st.DoubleApplies)
 	fmt.Fprintf(o.Out, "Metrics: http://%s/metrics   (health: /healthz, readiness: /readyz)\n", adminAddr)
 	if o.Serve {
-		fmt.Fprintln(o.Out, "Serving until Ctrl-C. In another shell: worker dlq list  (with NATS_URL="+natsURL+")")
+		fmt.Fprintln(o.Out, "Serving until Ctrl-C. In another shell, with NATS_URL="+natsURL+":")
+		fmt.Fprintln(o.Out, "  worker history "+devRequest+"   # or any command id above; --json for JSON lines")
+		fmt.Fprintln(o.Out, "  worker dlq list")
 		<-ctx.Done()
 	}
 	cancelRun()
@@ -182,6 +192,10 @@ func printSummary(w io.Writer, s []worker.Settled) {
 	fmt.Fprintf(w, "\n%d applied, %d duplicate, %d dead-lettered.\n",
 		counts[metrics.OutcomeApplied], counts[metrics.OutcomeDuplicate], counts[metrics.OutcomeDeadLettered])
 }
+
+// devRequest is the request id of Microsoft's first resume example, which
+// the examples resume once and repeat once.
+const devRequest = "0e60f18c-b2a0-4887-9da8-da2e30a39d99"
 
 // printEvents prints the outcome events the worker published (SPEC §9):
 // what a producer subscribed to graphops.outcomes.> receives. Every settled
