@@ -134,7 +134,7 @@ func story(t *testing.T, s ledger.Store) time.Time {
 	cl = begin(role("cmd-3", "PA", "RQ-1"), false, ledger.Claimed)
 	cl.Attempted(c.Now())
 	cl.Answered(ledger.Answer{ClientRequestID: "crid-3", GraphStatus: 400, GraphCode: "BadRequest", GraphRequestID: "graph-3"})
-	must(cl.DeadLettered(ctx, "graph_rejected"))
+	must(cl.DeadLettered(ctx, "graph_rejected", ""))
 	c.Advance(time.Second)
 	begin(role("cmd-3", "PA", "RQ-1"), true, ledger.Claimed) // the replay, still in flight
 

@@ -92,8 +92,10 @@ type Record struct {
 	GraphStatus    int       `json:"graph_status,omitempty"`
 	GraphRequestID string    `json:"graph_request_id,omitempty"`
 	Reconciled     bool      `json:"reconciled,omitempty"`
-	// Dead-lettered.
-	Reason string `json:"reason,omitempty"`
+	// Dead-lettered: the reason code and its description, as in the dead
+	// letter and the outcome event (a redelivery publishes the same).
+	Reason      string `json:"reason,omitempty"`
+	Description string `json:"description,omitempty"`
 	// SettledAt is when the record became applied or dead-lettered; it
 	// is forgotten a retention after that.
 	SettledAt time.Time `json:"settled_at,omitzero"`
@@ -570,10 +572,10 @@ func (c *Claim) Applied(ctx context.Context, status int, graphRequestID string, 
 }
 
 // DeadLettered records that the command went to the dead-letter store.
-func (c *Claim) DeadLettered(ctx context.Context, reason string) error {
+func (c *Claim) DeadLettered(ctx context.Context, reason, description string) error {
 	next := c.Record
-	next.State, next.Owner, next.LeaseUntil, next.Reason, next.SettledAt =
-		StateDeadLettered, "", time.Time{}, reason, c.l.cfg.Now()
+	next.State, next.Owner, next.LeaseUntil, next.Reason, next.Description, next.SettledAt =
+		StateDeadLettered, "", time.Time{}, reason, description, c.l.cfg.Now()
 	return c.settle(ctx, next)
 }
 

@@ -196,7 +196,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		c := &clock{now: time.Now()}
 		a := replica(t, s, "a", c)
 		_, cl, _ := a.Begin(ctx, identity("cmd-1", "h1"), false)
-		if err := cl.DeadLettered(ctx, "graph_rejected"); err != nil {
+		if err := cl.DeadLettered(ctx, "graph_rejected", ""); err != nil {
 			t.Fatal(err)
 		}
 		if d, _, _ := a.Begin(ctx, identity("cmd-1", "h1"), false); d != ledger.Duplicate {
@@ -208,7 +208,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		}
 		// A different decision for a callout whose earlier command never
 		// took effect is not a conflict either.
-		_ = again.DeadLettered(ctx, "expired")
+		_ = again.DeadLettered(ctx, "expired", "")
 		if d, _, _ := a.Begin(ctx, identity("cmd-9", "h9"), false); d != ledger.Claimed {
 			t.Fatalf("new decision after a dead letter: %s, want claimed", d)
 		}
@@ -271,7 +271,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		if err := first.Applied(ctx, 204, "g1", false); err != nil {
 			t.Fatalf("late applied: %v", err)
 		}
-		if err := second.DeadLettered(ctx, "graph_rejected"); err != nil {
+		if err := second.DeadLettered(ctx, "graph_rejected", ""); err != nil {
 			t.Fatal(err)
 		}
 		if d, _, _ := heir.Begin(ctx, identity("cmd-1", "h1"), false); d != ledger.Duplicate {
@@ -661,7 +661,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
 		cl.Attempted(c.Now())
 		cl.Answered(ledger.Answer{ClientRequestID: "crid-1", GraphStatus: 400, GraphCode: "BadRequest"})
-		if err := cl.DeadLettered(ctx, "graph_rejected"); err != nil {
+		if err := cl.DeadLettered(ctx, "graph_rejected", ""); err != nil {
 			t.Fatal(err)
 		}
 		d, again, err := l.Begin(ctx, identity("cmd-1", "h1"), true)
@@ -684,7 +684,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		c := &clock{now: time.Now()}
 		l := replica(t, s, "a", c)
 		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
-		if err := cl.DeadLettered(ctx, "graph_rejected"); err != nil {
+		if err := cl.DeadLettered(ctx, "graph_rejected", ""); err != nil {
 			t.Fatal(err)
 		}
 		d, c2, err := l.Begin(ctx, identity("cmd-2", "h2"), false)

@@ -92,7 +92,7 @@ func (j *job) execute() Outcome {
 		j.claim.Answered(answerOf(result, err))
 		j.mu.Unlock()
 		if err == nil {
-			j.lastClient, j.lastStatus, j.lastGraphID = result.ClientRequestID, result.Status, result.GraphRequestID
+			j.lastClient = result.ClientRequestID
 			j.pacerOf(op).Succeeded()
 			return applied(result.Status, result.GraphRequestID, false)
 		}
@@ -185,12 +185,12 @@ func (j *job) noteFailure(err error) {
 	var ge *graphops.Error
 	if errors.As(err, &ge) {
 		j.lastErr = ge
-		j.lastClient, j.lastStatus, j.lastGraphID = ge.ClientRequestID, ge.Status, ge.GraphRequestID
+		j.lastClient = ge.ClientRequestID
 		return
 	}
 	var te *graphops.TransportError
 	if errors.As(err, &te) {
-		j.lastClient, j.lastStatus, j.lastGraphID = te.ClientRequestID, 0, ""
+		j.lastClient = te.ClientRequestID
 	}
 	j.lastTransp = err
 }

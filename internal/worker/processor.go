@@ -190,17 +190,15 @@ type job struct {
 
 	mu sync.Mutex // guards claim and leaseLost against the renewal timer
 	// claim holds the command's key and, with it, its request id.
-	claim       *ledger.Claim
-	leaseLost   error
-	renewTimer  *time.Timer
-	renewOff    bool
-	claimDone   bool           // settling: the claim is no longer renewed
-	unparsed    *command.Error // what could be read of a command that did not parse
-	lastErr     *graphops.Error
-	lastTransp  error
-	lastClient  string // client-request-id of the last write call
-	lastStatus  int    // of the last write call Graph answered
-	lastGraphID string
+	claim      *ledger.Claim
+	leaseLost  error
+	renewTimer *time.Timer
+	renewOff   bool
+	claimDone  bool           // settling: the claim is no longer renewed
+	unparsed   *command.Error // what could be read of a command that did not parse
+	lastErr    *graphops.Error
+	lastTransp error
+	lastClient string // client-request-id of the last write call
 	// settleUntil: a write got no answer; until then Graph may still
 	// apply it, so it is neither read nor resent, nor handed to another
 	// replica, before this instant.

@@ -140,11 +140,10 @@ func (j *job) settleDuplicate(r ledger.Record) {
 		d.DuplicateOf = r.ID
 	case r.State == ledger.StateApplied:
 		d.Outcome, d.Reconciled, d.Attempts = metrics.OutcomeApplied, r.Reconciled, r.Attempts
-		if r.Attempts > 0 {
-			d.LastCall(r.GraphStatus, r.GraphRequestID, "")
-		}
+		lastCall(&d, r)
 	default: // dead-lettered, and not a replay
-		d.Outcome, d.Reason, d.Attempts = metrics.OutcomeDeadLettered, r.Reason, r.Attempts
+		d.Outcome, d.Reason, d.Description, d.Attempts = metrics.OutcomeDeadLettered, r.Reason, r.Description, r.Attempts
+		lastCall(&d, r)
 	}
 	if !j.publish(d) {
 		return
@@ -152,7 +151,7 @@ func (j *job) settleDuplicate(r ledger.Record) {
 	if same && r.State == ledger.StateDeadLettered {
 		// The first delivery may have stopped between the ledger and the
 		// dead-letter store: store it again (the store keeps one copy).
-		e := j.entry(dlq.Reason(r.Reason), "redelivered after it was dead-lettered: "+r.Reason)
+		e := j.entry(dlq.Reason(r.Reason), r.Description)
 		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
 		if !j.putDeadLetter(e) {
 			return
@@ -168,7 +167,7 @@ func (j *job) settleDeadLetter(reason dlq.Reason, description string) {
 	e := j.entry(reason, description)
 	if j.claim != nil {
 		if err := j.retryStore(func(ctx context.Context) error {
-			return j.claim.DeadLettered(ctx, string(reason))
+			return j.claim.DeadLettered(ctx, string(reason), description)
 		}); err != nil {
 			j.logError("cannot record the dead letter in the ledger; handing the message back", "reason", reason, "err", err)
 			j.settleHandBack(handBack(j.p.cfg.BackoffMax, "ledger unavailable"))
@@ -307,11 +306,18 @@ func (j *job) eventData(o string) outcome.Data {
 	}
 	if j.claim != nil {
 		d.Attempts = j.claim.Record.Attempts
-	}
-	if d.Attempts > 0 && j.lastClient != "" {
-		d.LastCall(j.lastStatus, j.lastGraphID, j.lastClient)
+		lastCall(&d, j.claim.Record)
 	}
 	return d
+}
+
+// lastCall describes the last write call the record's history keeps, so
+// that the first publication and a redelivery's say the same.
+func lastCall(d *outcome.Data, r ledger.Record) {
+	if n := len(r.History); n > 0 {
+		a := r.History[n-1]
+		d.LastCall(a.GraphStatus, a.GraphRequestID, a.ClientRequestID)
+	}
 }
 
 // publish publishes the outcome event of d before the message is settled
