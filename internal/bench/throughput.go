@@ -66,8 +66,9 @@ type ThroughputConfig struct {
 	// LedgerStore is LEDGER_STORE: "jetstream" (default) or "redis".
 	LedgerStore string
 	// RedisAddr and RedisDB are REDIS_ADDR and REDIS_DB with
-	// LEDGER_STORE=redis (default 127.0.0.1:6379, database 0). Keys are
-	// unique per run and expire after an hour (LEDGER_RETENTION=1h).
+	// LEDGER_STORE=redis (default REDIS_ADDR or 127.0.0.1:6379, database
+	// 0). Keys are unique per run and expire after two minutes
+	// (LEDGER_RETENTION=2m).
 	RedisAddr string
 	RedisDB   int
 	// NATSURL, when set, is a NATS server with JetStream to run against
@@ -99,7 +100,7 @@ func (c *ThroughputConfig) Validate() error {
 	c.Rounds = cmp.Or(c.Rounds, DefaultRounds)
 	c.Concurrency = cmp.Or(c.Concurrency, DefaultWorkerConcurrency)
 	c.LedgerStore = cmp.Or(c.LedgerStore, "jetstream")
-	c.RedisAddr = cmp.Or(c.RedisAddr, "127.0.0.1:6379")
+	c.RedisAddr = cmp.Or(c.RedisAddr, os.Getenv("REDIS_ADDR"), "127.0.0.1:6379")
 	c.RoundDeadline = cmp.Or(c.RoundDeadline, DefaultThroughputDeadline)
 	if c.Log == nil {
 		c.Log = io.Discard
@@ -255,7 +256,10 @@ func throughputEnv(cfg ThroughputConfig, natsURL string) map[string]string {
 		"NATS_URL": natsURL, "GRAPH_TOKEN": simToken,
 		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": "info", "SHUTDOWN_GRACE": "10s",
 		"WORKER_CONCURRENCY": strconv.Itoa(cfg.Concurrency),
-		"LEDGER_STORE":       cfg.LedgerStore, "LEDGER_RETENTION": "1h",
+		// Records live two minutes (the shortest retention a 1m retry
+		// budget allows): a run's hundreds of thousands of keys must not
+		// linger in a shared Redis, where they slow every SCAN.
+		"LEDGER_STORE": cfg.LedgerStore, "LEDGER_RETENTION": "2m", "RETRY_MAX_ELAPSED": "1m",
 		"REDIS_ADDR": cfg.RedisAddr, "REDIS_DB": strconv.Itoa(cfg.RedisDB),
 	} {
 		env[k] = v
