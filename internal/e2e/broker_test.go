@@ -217,20 +217,36 @@ var redisDBs = struct {
 
 func takeRedisDB(t *testing.T) int {
 	t.Helper()
+	// Test processes running at once (go test runs packages, and a
+	// developer's runs, side by side) share the server: a database is
+	// also claimed there, by a key in database 0 that outlives no test.
+	lock := redis.NewClient(&redis.Options{Addr: redisAddr()})
+	t.Cleanup(func() { _ = lock.Close() })
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		redisDBs.Lock()
 		for db := 1; db < len(redisDBs.used); db++ {
-			if !redisDBs.used[db] {
-				redisDBs.used[db] = true
-				redisDBs.Unlock()
-				t.Cleanup(func() {
-					redisDBs.Lock()
-					redisDBs.used[db] = false
-					redisDBs.Unlock()
-				})
-				return db
+			if redisDBs.used[db] {
+				continue
 			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			key := "graphops:e2e:db:" + strconv.Itoa(db)
+			ok, err := lock.SetNX(ctx, key, os.Getpid(), 10*time.Minute).Result()
+			cancel()
+			if err != nil || !ok {
+				continue
+			}
+			redisDBs.used[db] = true
+			redisDBs.Unlock()
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				lock.Del(ctx, key)
+				redisDBs.Lock()
+				redisDBs.used[db] = false
+				redisDBs.Unlock()
+			})
+			return db
 		}
 		redisDBs.Unlock()
 		if time.Now().After(deadline) {

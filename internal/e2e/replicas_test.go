@@ -88,7 +88,10 @@ func TestThreeReplicasApplyEveryCommandExactlyOnceWithoutOverlapsOrLosses(t *tes
 }
 
 func testThreeReplicas(t *testing.T, broker string) {
-	c := newCluster(t, broker, graphsim.Config{Latency: 5 * time.Millisecond, Jitter: 15 * time.Millisecond}, nil)
+	// A few commands in flight per replica, so that the load spreads over
+	// all three (a broker hands messages to whichever receiver asks first).
+	c := newCluster(t, broker, graphsim.Config{Latency: 5 * time.Millisecond, Jitter: 15 * time.Millisecond},
+		map[string]string{"WORKER_CONCURRENCY": "4"})
 
 	type conflict struct{ approveID, denyID string }
 	var (
