@@ -225,11 +225,10 @@ type event struct {
 // unreachable; the latest ones carry what matters.
 const maxEvents = 32
 
-// New returns a Pacer. It panics when cfg does not validate: the
-// configuration is the program's, not the user's.
-func New(cfg Config) *Pacer {
+// New returns a Pacer, or the error of cfg.Validate.
+func New(cfg Config) (*Pacer, error) {
 	if err := cfg.Validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	p := &Pacer{
 		cfg: cfg,
@@ -250,7 +249,7 @@ func New(cfg Config) *Pacer {
 		open:    true,
 		window:  cfg.InitialWindow,
 	}
-	return p
+	return p, nil
 }
 
 // Succeeded reports that a call Graph answered with success.

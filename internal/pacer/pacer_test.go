@@ -19,7 +19,7 @@ func newPacer(clock *fakeClock, fleet pacer.Fleet, id string, u float64) *pacer.
 	if fleet != nil {
 		cfg.Fleet = fleet
 	}
-	return pacer.New(cfg)
+	return mustNew(cfg)
 }
 
 // holdAt puts a fleet on a steady law of rate calls/s, as a throttle long
@@ -388,7 +388,7 @@ func TestRateLaw(t *testing.T) {
 	})
 	t.Run("throttles never take the rate under MinRate", func(t *testing.T) {
 		clock := newFakeClock()
-		p := pacer.New(pacer.Config{Operation: op, Clock: clock, MinRate: 3, Rand: func() float64 { return 0 }})
+		p := mustNew(pacer.Config{Operation: op, Clock: clock, MinRate: 3, Rand: func() float64 { return 0 }})
 		for i := range 20 {
 			r := p.Reserve()
 			clock.Advance(r.Delay())
@@ -441,7 +441,7 @@ func TestRunRemovesTheReplicaWhenItEnds(t *testing.T) {
 	holdAt(fleet, clock, 90)
 	a, b := newPacer(clock, fleet, "a", 0), newPacer(clock, fleet, "b", 0)
 	var rates []float64
-	a = pacer.New(pacer.Config{Operation: op, Clock: clock, Fleet: fleet, ReplicaID: "a",
+	a = mustNew(pacer.Config{Operation: op, Clock: clock, Fleet: fleet, ReplicaID: "a",
 		OnChange: func(rate float64, _ time.Time) { rates = append(rates, rate) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -537,6 +537,11 @@ func TestConfigValidate(t *testing.T) {
 			err := tc.cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), tc.field) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tc.field)
+			}
+			// New reports the same error instead of panicking.
+			p, err := pacer.New(tc.cfg)
+			if p != nil || err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("New() = %v, %v, want no pacer and an error naming %s", p, err, tc.field)
 			}
 		})
 	}

@@ -205,7 +205,7 @@ func simulate(t *testing.T, sp simParams) simResult {
 		if sp.config != nil {
 			sp.config(&cfg)
 		}
-		reps[i] = &replica{p: pacer.New(cfg), slots: make([]*pacer.Reservation, sp.concurrency)}
+		reps[i] = &replica{p: mustNew(cfg), slots: make([]*pacer.Reservation, sp.concurrency)}
 		var at time.Duration
 		if sp.joinAt > 0 && i == sp.replicas-1 {
 			at = sp.joinAt

@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"context"
 	"math"
 	"testing"
 	"time"
@@ -13,9 +14,9 @@ import (
 func TestAdmissionFollowsThePacers(t *testing.T) {
 	pacers := map[command.Type]*pacer.Pacer{}
 	for _, ty := range command.Types() {
-		pacers[ty] = pacer.New(pacer.Config{Operation: string(ty)})
+		pacers[ty] = mustPacer(t, pacer.Config{Operation: string(ty)})
 	}
-	p := worker.New(worker.Config{HandbackAfter: 30 * time.Second}, worker.Deps{Pacers: pacers}, t.Context(), t.Context())
+	p := mustProcessor(t, worker.Config{HandbackAfter: 30 * time.Second}, worker.Deps{Pacers: pacers}, t.Context(), t.Context())
 	if n := p.Admissible(); n != math.MaxInt32 {
 		t.Fatalf("open pacers admit %d, want no limit", n)
 	}
@@ -27,4 +28,24 @@ func TestAdmissionFollowsThePacers(t *testing.T) {
 	if n := p.Admissible(); n != 0 {
 		t.Fatalf("every gate closed for 10s, yet %d admitted", n)
 	}
+}
+
+// mustPacer is pacer.New for a configuration the test knows to be valid.
+func mustPacer(tb testing.TB, cfg pacer.Config) *pacer.Pacer {
+	tb.Helper()
+	p, err := pacer.New(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// mustProcessor is worker.New for a configuration the test knows to be valid.
+func mustProcessor(tb testing.TB, cfg worker.Config, d worker.Deps, drain, stop context.Context) *worker.Processor {
+	tb.Helper()
+	p, err := worker.New(cfg, d, drain, stop)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
 }

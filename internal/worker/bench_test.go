@@ -28,7 +28,7 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
+	proc := mustProcessor(b, worker.Config{KeepAliveEvery: time.Second},
 		worker.Deps{Graph: graph, Ledger: led, DeadLetters: &fakeDLQ{}, Metrics: metrics.New(), Log: log},
 		context.Background(), context.Background())
 

@@ -206,7 +206,7 @@ func newRig(t *testing.T, cfg worker.Config) *rig {
 	if cfg.KeepAliveEvery == 0 {
 		cfg.KeepAliveEvery = time.Second
 	}
-	r.proc = worker.New(cfg, worker.Deps{Graph: r.graph, Ledger: led, DeadLetters: r.dead, Metrics: metrics.New(),
+	r.proc = mustProcessor(t, cfg, worker.Deps{Graph: r.graph, Ledger: led, DeadLetters: r.dead, Metrics: metrics.New(),
 		OnSettled: func(s worker.Settled) { mu.Lock(); r.settled = append(r.settled, s); mu.Unlock() }},
 		drain, context.Background())
 	return r
