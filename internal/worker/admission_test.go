@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
 
@@ -17,12 +16,22 @@ func TestAdmissionFollowsThePacers(t *testing.T) {
 		pacers[ty] = mustPacer(t, pacer.Config{Operation: string(ty)})
 	}
 	p := mustProcessor(t, worker.Config{HandbackAfter: 30 * time.Second}, worker.Deps{Pacers: pacers}, t.Context(), t.Context())
-	if n := p.Admissible(); n != math.MaxInt32 {
-		t.Fatalf("open pacers admit %d, want no limit", n)
+	// Fresh pacers are in their slow start: one call each in flight, one
+	// more ready to leave.
+	if n := p.Admissible(); n != 2*len(pacers) {
+		t.Fatalf("fresh pacers admit %d, want %d", n, 2*len(pacers))
+	}
+	// Throttled with a short Retry-After and nothing learnt of Graph's
+	// burst, both ramp from 1 call/s, and no latency is measured yet:
+	// a quarter of a call each (the lead time), so 1 in all.
+	pacers[command.TypeResume].Throttled(500 * time.Millisecond)
+	pacers[command.TypeRoleRequestUpdate].Throttled(500 * time.Millisecond)
+	if n := p.Admissible(); n != 1 {
+		t.Fatalf("paced at 1/s with no latency measured, %d admitted, want 1", n)
 	}
 	pacers[command.TypeResume].Throttled(10 * time.Second)
-	if n := p.Admissible(); n == 0 {
-		t.Fatal("one throttled operation paused fetching for the other")
+	if n := p.Admissible(); n != 1 {
+		t.Fatalf("with resume gated for 10s, %d admitted, want the other operation's 1", n)
 	}
 	pacers[command.TypeRoleRequestUpdate].Throttled(10 * time.Second)
 	if n := p.Admissible(); n != 0 {
