@@ -16,6 +16,8 @@ type reply struct {
 	code, message string
 	body          []byte // a JSON success body
 	retryAfter    string
+	// Graph's identity and access throttling headers (Config.LimitWarning).
+	limitPercentage, throttleScope, throttleInfo string
 	allow         string // Allow header of a 405
 	wwwAuth       bool   // WWW-Authenticate header of a 401
 	drop          bool   // close the connection without an answer
@@ -119,6 +121,12 @@ func (s *Sim) write(w http.ResponseWriter, in *incoming, rp reply) {
 	}
 	if rp.retryAfter != "" {
 		h.Set("Retry-After", rp.retryAfter)
+	}
+	for name, v := range map[string]string{headerLimitPercentage: rp.limitPercentage,
+		headerThrottleScope: rp.throttleScope, headerThrottleInfo: rp.throttleInfo} {
+		if v != "" {
+			h.Set(name, v)
+		}
 	}
 	if rp.allow != "" {
 		h.Set("Allow", rp.allow)
