@@ -206,6 +206,11 @@ type Pacer struct {
 	okAt         []time.Time // answers of the successes of the last second, oldest first
 	bucket       float64     // the share of Graph's bucket okAt shows (bucketShare)
 
+	// Graph's early warnings (SucceededWithUsage): the law the first
+	// warning was seen under, and the lowest usage seen under it since.
+	warnLaw time.Time
+	warnLow float64
+
 	syncFailing bool
 }
 
@@ -219,6 +224,10 @@ type event struct {
 	at, sent, until time.Time
 	law             time.Time
 	self            Member
+	// warn: not a throttle but Graph's early warning (SucceededWithUsage),
+	// at usage; it closes no gate.
+	warn  bool
+	usage float64
 }
 
 // maxEvents bounds the throttles kept for the fleet while the store is
@@ -464,6 +473,15 @@ func (p *Pacer) applyEvent(st *FleetState, e event) bool {
 	// replica that did not pace by the law in force (it had just joined,
 	// or lost the store): the law is not to blame. Either way the gate
 	// holds until the Retry-After; the rate stays.
+	if e.warn {
+		// A warning under the law in force while the gate is open cuts
+		// it, once: the others of the same law find it replaced.
+		if e.at.Before(st.Until) || !e.law.Equal(st.Curve.Cut) {
+			return false
+		}
+		st.Curve = p.law.warnCut(st.Curve, e.at, p.capsOf(st, members(st), e.self))
+		return true
+	}
 	if e.at.Before(st.Until) || (st.Curve.Mode != ModeOpen && !e.law.Equal(st.Curve.Cut)) {
 		if e.until.After(st.Until) {
 			st.Until = e.until

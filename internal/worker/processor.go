@@ -401,7 +401,7 @@ func (j *job) execute() {
 		j.renewDuring(func() { result, err = j.call() })
 		j.debug("graph call", "attempt", j.claim.Record.Attempts, "err", err)
 		if err == nil {
-			j.pacerOf(op).Succeeded()
+			j.pacerOf(op).SucceededWithUsage(result.Throttling.LimitUsage) // Graph's early warning, when sent
 			j.applied(result.Status, result.GraphRequestID, false)
 			return
 		}
