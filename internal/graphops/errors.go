@@ -41,7 +41,7 @@ type Error struct {
 	// Throttling is what Graph's identity and access throttling said (its
 	// scope and reason on a 429); Error() names them when present.
 	Throttling Throttling
-	Body          []byte // the raw body, at most 8 KiB
+	Body       []byte // the raw body, at most 8 KiB
 }
 
 // Error returns e.g. "graph: resume: 404 ResourceNotFound: message
