@@ -16,11 +16,12 @@ type reply struct {
 	code, message string
 	body          []byte // a JSON success body
 	retryAfter    string
+	allow         string // Allow header of a 405
+	wwwAuth       bool   // WWW-Authenticate header of a 401
+	drop          bool   // close the connection without an answer
+
 	// Graph's identity and access throttling headers (Config.LimitWarning).
 	limitPercentage, throttleScope, throttleInfo string
-	allow                                        string // Allow header of a 405
-	wwwAuth                                      bool   // WWW-Authenticate header of a 401
-	drop                                         bool   // close the connection without an answer
 }
 
 func errReply(status int, code, message string) reply {
