@@ -286,7 +286,7 @@ func (p *Pacer) Succeeded() {
 		// the law start low (a call short is a tenth of a second of
 		// Graph's rate short) and every estimate after it wrong.
 		p.burst++
-		p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
+		p.burstSpan = p.spanLocked(now)
 		p.noteSuccessLocked(now)
 		p.bucket = bucketShare(p.okAt, p.burstAt)
 		p.setSelfLocked(p.memberLocked(now))
@@ -335,13 +335,13 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	if p.view.Until.After(before) {
 		p.gateJitter = p.cfg.Rand()
 	}
-	rate, until, curve := p.rateLocked(now), p.view.Until, p.view.Curve
+	rate, until, curve, latency, members := p.rateLocked(now), p.view.Until, p.view.Curve, p.latency, p.members
 	p.mu.Unlock()
 
 	if cut {
 		p.cfg.Log.Info("pacer: throttled, rate cut", "operation", p.cfg.Operation,
 			"retry_after", retryAfter, "throttled_until", until, "mode", curve.Mode,
-			"fleet_rate", curve.Rate, "limit_estimate", curve.Limit)
+			"fleet_rate", curve.Rate, "limit_estimate", curve.Limit, "latency", latency, "members", members)
 	} else {
 		p.cfg.Log.Debug("pacer: throttled while the gate was closed", "operation", p.cfg.Operation,
 			"retry_after", retryAfter, "throttled_until", until)
@@ -422,13 +422,28 @@ func (p *Pacer) takeBurstLocked(at, now time.Time) {
 	p.burstAt = at
 	// The successes count Graph's refill while they were sent: from the
 	// first answer to the throttle's (answers lag departures alike).
-	p.burstSpan = 0
-	if !p.firstSuccess.IsZero() {
-		p.burstSpan = min(1, max(0, at.Sub(p.firstSuccess).Seconds()))
-	}
+	p.burstSpan = p.spanLocked(at)
 	p.trimSuccessesLocked(now)
 	p.bucket = bucketShare(p.okAt, at)
 }
+
+// spanLocked is how long the successes of the open phase's last second
+// took until `at`, seconds, less what the slow start explains: its window
+// doubles every round trip, so that against a slow Graph (hundreds of ms)
+// the successes of a burst come spread over several round trips, and
+// would read as a rate seen rather than a bucket. The bucket measure
+// (bucketShare) already counts Graph's refill while they came.
+func (p *Pacer) spanLocked(at time.Time) float64 {
+	if p.firstSuccess.IsZero() {
+		return 0
+	}
+	span := min(1, max(0, at.Sub(p.firstSuccess).Seconds()))
+	return max(0, span-slowStartRounds*p.latency.Seconds())
+}
+
+// slowStartRounds is how many round trips of the slow start a burst's
+// successes may spread over and still count as a burst.
+const slowStartRounds = 4
 
 // setSelfLocked puts this replica's entry into its own view of the fleet
 // record, ahead of the next sync.
