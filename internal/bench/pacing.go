@@ -26,8 +26,8 @@ import (
 
 // Defaults of PacingConfig.
 const (
-	DefaultPacingRuns        = 3
-	DefaultPacingDuration    = 60 * time.Second
+	DefaultPacingRuns     = 3
+	DefaultPacingDuration = 60 * time.Second
 	// DefaultPacingConcurrency leaves WORKER_CONCURRENCY at the worker's
 	// default.
 	DefaultPacingConcurrency = 0
