@@ -125,6 +125,8 @@ func pacingCLI(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Float64Var(&c.OtherShare, "other-share", 0, "share of R another application spends from the same bucket")
 	fs.BoolVar(&c.LimitWarning, "limit-warning", false, "the stand-in sends x-ms-throttle-limit-percentage past 80 % of its bucket")
 	fs.StringVar(&c.SVGDir, "svg-dir", "", "write pacing-r<R>.svg here")
+	fs.StringVar(&c.LogDir, "log-dir", "", "keep the replicas' logs in this directory")
+	fs.StringVar(&c.LogLevel, "log-level", "", "LOG_LEVEL of the replicas (default warn)")
 	fs.StringVar(&c.SVGName, "svg-name", "", "figure name prefix instead of \"pacing\"")
 	jsonOut := fs.String("json", "", "also write the report (every run's timeline included) as JSON to this file")
 	worker := fs.String("worker", "", "the worker binary (default: this executable); run as `<binary> run`")

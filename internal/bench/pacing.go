@@ -95,6 +95,9 @@ type PacingConfig struct {
 	// SVGDir, when set, receives pacing-r<R>.svg: per R, the median run's
 	// applied/s and 429/s over time for each K.
 	SVGDir string
+	// LogDir, when set, keeps the replicas' logs there
+	// (r<R>-k<K>-<run>-replica-<i>.log) at LogLevel (default warn).
+	LogDir, LogLevel string
 	// SVGName replaces "pacing" in the figures' names, so that scenarios
 	// at the same R do not overwrite each other's.
 	SVGName string
@@ -408,7 +411,7 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 
 	env := map[string]string{
 		"WORKER_SOURCE": "nats", "NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": simToken,
-		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn", "SHUTDOWN_GRACE": replicaGrace.String(),
+		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": cmp.Or(cfg.LogLevel, "warn"), "SHUTDOWN_GRACE": replicaGrace.String(),
 		"LEDGER_STORE": "jetstream",
 	}
 	if cfg.Concurrency > 0 {
@@ -447,7 +450,11 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 		}
 	}()
 	for i := range k {
-		r, err := startReplica(cfg.Worker, env, filepath.Join(dir, fmt.Sprintf("replica-%d.log", i+1)))
+		logPath := filepath.Join(dir, fmt.Sprintf("replica-%d.log", i+1))
+		if cfg.LogDir != "" {
+			logPath = filepath.Join(cfg.LogDir, fmt.Sprintf("r%g-k%d-%d-replica-%d.log", rate, k, time.Now().UnixNano(), i+1))
+		}
+		r, err := startReplica(cfg.Worker, env, logPath)
 		if err != nil {
 			return pr, err
 		}
