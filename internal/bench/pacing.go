@@ -200,6 +200,8 @@ type PacingRun struct {
 	// PeakRSS is the largest peak resident memory of a replica (VmHWM),
 	// bytes; 0 where /proc is not there.
 	PeakRSS int64
+
+	applied int // writes applied when the backlog's wait ended
 }
 
 // MetTarget reports that a backlog run applied everything within Target.
@@ -305,6 +307,9 @@ func Pacing(ctx context.Context, cfg PacingConfig, out io.Writer) (PacingReport,
 				pr.Throttled, pr.WriteCalls, 100*pr.ThrottleShare, pr.Lost, pr.Twice, pr.LoadAvg, float64(pr.PeakRSS)/(1<<20))
 			if pr.Target > 0 {
 				fmt.Fprintf(out, ", %d applied in %.2fs (target %.2fs)", pr.Backlog, pr.Completion.Seconds(), pr.Target.Seconds())
+				if !pr.Drained {
+					fmt.Fprintf(out, " NOT DRAINED by the deadline: only %d applied", pr.applied)
+				}
 			}
 			fmt.Fprintln(out)
 		}
@@ -473,7 +478,8 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 		deadline := 2*pr.Target + 30*time.Second
 		pr.Drained = pollUntil(ctx, deadline, func() bool { return applied() >= pr.Backlog }, reps)
 		first, last := sim.AppliedSpan()
-		pr.Completion = last - first
+		pr.Completion = last - first // a lower bound when not drained
+		pr.applied = applied()
 		window = max(time.Second, pr.Completion.Round(time.Second))
 	} else {
 		if !consumer.Sleep(ctx, cfg.Duration) {
@@ -501,7 +507,7 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 	pr.measure(sim.TimelineFromFirstApplied(time.Second), window)
 	if cfg.Backlog > 0 && pr.Completion > 0 {
 		// Applied/s over the whole backlog, not over whole seconds.
-		pr.PerSec = float64(pr.Backlog-1) / pr.Completion.Seconds()
+		pr.PerSec = float64(pr.applied-1) / pr.Completion.Seconds()
 	}
 	st := sim.Stats()
 	pr.WriteCalls = st.Calls[graphsim.OpResume]
