@@ -215,7 +215,7 @@ func (l law) afterOpen(b burst, at, until time.Time, noGuess bool) Curve {
 	if !noGuess && b.bucket > 0 && b.span <= burstSpan {
 		bucket := wholeBucket(b.bucket)
 		limit := bucket / guessBucket.Seconds()
-		return Curve{Mode: ModeHold, Guess: true, From: until, Rate: max(l.minRate, (1-l.guessMargin(bucket))*limit),
+		return Curve{Mode: ModeHold, Guess: true, From: until, Rate: max(l.minRate, (1-l.margin)*limit),
 			Limit: limit, Burst: bucket, Hold: time.Duration(float64(l.holdFor) * guessHoldShare), Cut: at}
 	}
 	return Curve{Mode: ModeRamp, From: until, Rate: max(l.minRate, b.calls), Burst: b.calls, Span: b.span, Cut: at, NoGuess: noGuess}
@@ -292,27 +292,6 @@ func wholeBucket(b float64) float64 {
 // bucketSlack is how far over a whole number of calls a bucket measure
 // may lie and still count as it.
 const bucketSlack = 0.05
-
-// guessMargin is how far under a guess the fleet holds. Calls that leave on
-// time reach Graph bunched (a stalled process, the network), and a small
-// bucket forgives little bunching: at 1 % under the limit Graph's bucket of
-// 10 calls refills a call a second, and a stall of 100ms drains it. A
-// throttle then costs the gate's second and, against a slow Graph, a round
-// trip of calls answered 429 (30 at 100/s and 300ms). So the fleet keeps a
-// quarter of a call per call of bucket spare, up to bunchMargin: 2.5 % for
-// a bucket of 10. Buckets under minBunchBucket drain at any bunching, and
-// keep Margin.
-func (l law) guessMargin(bucket float64) float64 {
-	if bucket < minBunchBucket {
-		return l.margin
-	}
-	return max(l.margin, min(bunchMargin, 1/(4*bucket)))
-}
-
-const (
-	bunchMargin    = 0.05
-	minBunchBucket = 5
-)
 
 // guessBucket is how much of Graph's rate its bucket is guessed to hold.
 // Graph's bucket is not published; a tenth of a second is the stand-in's,

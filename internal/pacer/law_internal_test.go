@@ -145,20 +145,3 @@ func TestABucketOfOneCallCutsByDecrease(t *testing.T) {
 	}
 }
 
-func TestGuessMargin(t *testing.T) {
-	l := law{margin: 0.01}
-	for _, tc := range []struct {
-		bucket, want float64
-	}{
-		{1, 0.01},   // drains at any bunching: the plain margin
-		{4, 0.01},   // likewise
-		{5, 0.05},   // a quarter of a call per call, at most 5 %
-		{10, 0.025}, // the stand-in at 100/s
-		{25, 0.01},  // large enough for the plain margin
-		{300, 0.01},
-	} {
-		if got := l.guessMargin(tc.bucket); math.Abs(got-tc.want) > 1e-12 {
-			t.Errorf("guessMargin(%v) = %v, want %v", tc.bucket, got, tc.want)
-		}
-	}
-}

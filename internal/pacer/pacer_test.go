@@ -281,9 +281,7 @@ func TestRateLaw(t *testing.T) {
 		p.Reserve().Delay()
 		p.Throttled(time.Second)
 		clock.Advance(time.Second)
-		// A bucket of a tenth of a second; 5 calls of it keep a quarter
-		// of a call each spare against bunching (guessMargin).
-		want := 50 * (1 - 0.05)
+		want := 50 * (1 - pacer.DefaultMargin) // a bucket of a tenth of a second
 		if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
 			t.Errorf("FleetRate() at the gate = %v, want %v (the margin under 10 buckets/s)", got, want)
 		}
@@ -306,7 +304,7 @@ func TestRateLaw(t *testing.T) {
 		p.Throttled(time.Second) // overtook the fifth call's answer
 		p.Succeeded()
 		clock.Advance(time.Second)
-		if got, want := p.FleetRate(), 50*(1-0.05); math.Abs(got-want) > 0.01 {
+		if got, want := p.FleetRate(), 50*(1-pacer.DefaultMargin); math.Abs(got-want) > 0.01 {
 			t.Errorf("FleetRate() at the gate = %v, want %v (a burst of 5, not 4)", got, want)
 		}
 	})
