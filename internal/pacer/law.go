@@ -163,13 +163,17 @@ func (l law) cut(c Curve, at, until time.Time, b burst, caps []float64) Curve {
 		}
 		next.Burst = c.Burst
 	}
-	if c.Mode == ModeHold && !c.Guess {
+	if c.Mode == ModeHold {
 		// An estimate cuts at most as deep as a plain decrease: a
 		// throttle the model explains badly (Graph's bucket was not full
-		// when the gate opened, someone else spends it) costs no more
-		// than the classic answer. (A ramp overshoots by design, and a
-		// guess is one: Graph's bucket was full when the gate opened, the
-		// fleet sent at a steady rate, the model is exact.)
+		// when the gate opened, someone else spends it, calls reached
+		// Graph bunched) costs no more than the classic answer. A guess
+		// too: the model would be exact if calls reached Graph as they
+		// left, but on a loaded machine or network a guess that was right
+		// drains a small bucket by bunching, and its estimate then cut to
+		// 0.2-0.6 of Graph's limit (issue 15). A guess far too high takes
+		// a few throttles more to come down. (A ramp overshoots by
+		// design: its estimate may cut deeper.)
 		floor = max(floor, l.decrease*sentAt)
 	}
 	if ok {
