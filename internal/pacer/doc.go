@@ -65,9 +65,10 @@
 //     the stand-in's shape), and holds (1-Margin) under the guess for
 //     half of HoldFor, then probes as after an estimate. A right guess
 //     costs no second throttle; a high one drains Graph's bucket in the
-//     first paced seconds, and that throttle's estimate is as good as any
-//     (a full bucket drained at a steady rate) and may cut deeper than
-//     Decrease; a low one is found by the probe. A guess more than
+//     first paced seconds, and that throttle's estimate (a full bucket
+//     drained at a steady rate) cuts, at most as deep as Decrease, since
+//     calls that reach a small bucket bunched drain it under a right
+//     guess too; a low one is found by the probe. A guess more than
 //     OpenAbove too low (Graph's bucket holds much less than a tenth of a
 //     second of its rate) lets the probe open the pacer: the fleet then
 //     remembers that guesses fail against this Graph and ramps after
