@@ -144,4 +144,3 @@ func TestABucketOfOneCallCutsByDecrease(t *testing.T) {
 		t.Errorf("a throttle of a bucket of one call at 30/s cuts to %.2f/s, want %.2f at most (the plain decrease)", next.Rate, want)
 	}
 }
-
