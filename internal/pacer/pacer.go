@@ -514,6 +514,10 @@ func (p *Pacer) applyEvent(st *FleetState, e event) bool {
 	st.Curve = p.law.cut(st.Curve, drained, e.until, burstOf(st, e.at), p.capsOf(st, alive, e.self))
 	st.Curve.Cut = e.at
 	st.Until = e.until
+	if st.Curve.Guess && e.sent.Add(warmLatency).Before(e.at) {
+		// The throttle came back a slow round trip after its call left.
+		st.Curve.WarmUp = warmUp
+	}
 	return true
 }
 

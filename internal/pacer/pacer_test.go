@@ -556,3 +556,40 @@ func TestConfigValidate(t *testing.T) {
 		}
 	})
 }
+
+func TestAGuessAgainstASlowGraphWarmsUp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		latency time.Duration
+		atGate  float64 // share of the guess at the gate's opening
+	}{
+		{"answers in 300ms: half the guess at the opening", 300 * time.Millisecond, 0.5},
+		{"answers at once: the whole guess", time.Millisecond, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			p := mustNew(pacer.Config{Operation: op, Clock: clock, Rand: func() float64 { return 0 }, InitialWindow: 6})
+			// Six calls leave at once; a latency later Graph has let 5
+			// through (a bucket of 5) and throttled the sixth.
+			for range 6 {
+				if _, ok := p.Reserve().Ready(); !ok {
+					t.Fatal("a call of the initial window was held")
+				}
+			}
+			clock.Advance(tc.latency)
+			for range 5 {
+				p.Succeeded()
+			}
+			p.Throttled(time.Second)
+			clock.Advance(time.Second)
+			want := 50 * (1 - pacer.DefaultMargin)
+			if got := p.FleetRate(); math.Abs(got-tc.atGate*want) > 0.01 {
+				t.Errorf("FleetRate() at the gate = %v, want %v", got, tc.atGate*want)
+			}
+			clock.Advance(time.Second)
+			if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
+				t.Errorf("FleetRate() a second after the gate = %v, want the guess %v", got, want)
+			}
+		})
+	}
+}

@@ -641,7 +641,7 @@ func TestSlowGraphShortBacklog(t *testing.T) {
 	}{
 		{100, 1, 300 * time.Millisecond, 0, 1.5},
 		{100, 3, 2 * time.Millisecond, 0, 0},
-		{20, 1, 300 * time.Millisecond, 0, 0.5},
+		{20, 1, 300 * time.Millisecond, 0, 1},
 		{500, 1, 300 * time.Millisecond, 0, 2},
 	} {
 		t.Run(fmt.Sprintf("R=%v N=%d latency %v+%v", tc.limit, tc.replicas, tc.latency, 2*tc.jitter), func(t *testing.T) {
