@@ -68,7 +68,11 @@
 //     first paced seconds, and that throttle's estimate (a full bucket
 //     drained at a steady rate) cuts, at most as deep as Decrease, since
 //     calls that reach a small bucket bunched drain it under a right
-//     guess too; a low one is found by the probe. A guess more than
+//     guess too; a low one is found by the probe. Against a slow Graph
+//     (the throttle came back 50ms or more after its call left) the guess
+//     starts at half and reaches the whole a second after the gate opens:
+//     there every throttle costs a round trip of calls answered 429, and
+//     the calls that wake together at the opening reach Graph bunched. A guess more than
 //     OpenAbove too low (Graph's bucket holds much less than a tenth of a
 //     second of its rate) lets the probe open the pacer: the fleet then
 //     remembers that guesses fail against this Graph and ramps after
