@@ -128,12 +128,15 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 	pacers := map[command.Type]*pacer.Pacer{}
 	for _, t := range command.Types() {
 		op := string(t)
-		pc := pacer.New(pacer.Config{Operation: op, ReplicaID: owner, Log: log,
+		pc, err := pacer.New(pacer.Config{Operation: op, ReplicaID: owner, Log: log,
 			Fleet: pacer.NewStoreFleet(store, "pacer"),
 			OnChange: func(rate float64, until time.Time) {
 				m.SetPacerRate(op, rate)
 				m.SetThrottledUntil(op, max(time.Until(until).Seconds(), 0))
 			}})
+		if err != nil {
+			return err
+		}
 		pacers[t] = pc
 		pacersDone.Go(func() { pc.Run(pctx) })
 	}
@@ -159,7 +162,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 	defer closeOutcomes()
-	p := worker.New(worker.Config{
+	p, err := worker.New(worker.Config{
 		Command:         command.Options{RoleRequestUpdateDisabled: cfg.RoleRequestUpdate == "off"},
 		RetryMaxElapsed: cfg.RetryMaxElapsed, HandbackAfter: cfg.HandbackAfter,
 		BackoffInitial: cfg.RetryInitial, BackoffMax: cfg.RetryMax,
@@ -170,6 +173,9 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		DryRun:              cfg.DryRun,
 	}, worker.Deps{Graph: graph, Ledger: led, Outcomes: outcomes, Pacers: pacers, Metrics: m, Log: log,
 		OnSettled: hooks.OnSettled}, drain, stop)
+	if err != nil {
+		return err
+	}
 	proc.Store(p)
 
 	commands, err := src.Consume(ctx, cfg, log, p.Admissible)

@@ -22,6 +22,9 @@ func TestValidateNamesTheFieldAtFault(t *testing.T) {
 		{"a zero rate", func() error { c := bench.PacingConfig{Rates: []float64{100, 0}}; return c.Validate() }, "Rates"},
 		{"no replica", func() error { c := bench.PacingConfig{Replicas: []int{0}}; return c.Validate() }, "Replicas"},
 		{"a window under a second", func() error { c := bench.PacingConfig{Duration: 1}; return c.Validate() }, "Duration"},
+		{"a negative backlog", func() error { c := bench.PacingConfig{Backlog: -1}; return c.Validate() }, "Backlog"},
+		{"another application spending the whole rate", func() error { c := bench.PacingConfig{OtherShare: 1}; return c.Validate() }, "OtherShare"},
+		{"a negative jitter", func() error { c := bench.PacingConfig{Jitter: -1}; return c.Validate() }, "Jitter"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

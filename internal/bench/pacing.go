@@ -26,9 +26,11 @@ import (
 
 // Defaults of PacingConfig.
 const (
-	DefaultPacingRuns        = 3
-	DefaultPacingDuration    = 60 * time.Second
-	DefaultPacingConcurrency = 16 // WORKER_CONCURRENCY's default
+	DefaultPacingRuns     = 3
+	DefaultPacingDuration = 60 * time.Second
+	// DefaultPacingConcurrency leaves WORKER_CONCURRENCY at the worker's
+	// default.
+	DefaultPacingConcurrency = 0
 )
 
 // Goals of the pacing issue: applied/s of at least GoalRate × R with at
@@ -56,10 +58,31 @@ type PacingConfig struct {
 	// replicas stay busy through it; the rest is drained afterwards to
 	// check that nothing was lost.
 	Duration time.Duration
-	// Concurrency is WORKER_CONCURRENCY of each replica (default 16).
+	// Concurrency is WORKER_CONCURRENCY of each replica; 0 (the default)
+	// leaves the worker's default.
 	Concurrency int
 	// Latency of the stand-in per call (default 0).
 	Latency time.Duration
+	// Jitter adds a uniform extra latency in [0, Jitter) to each call:
+	// 300ms ± 50 % is Latency 150ms, Jitter 300ms.
+	Jitter time.Duration
+	// Backlog, when set, publishes exactly this many commands per run
+	// instead of 1.1 × R × Duration plus a burst, and measures the time from
+	// the first applied write to the last (Completion) against the target of
+	// issue 15: N/R' + one Retry-After (1s) + 5 %, R' being the rate left
+	// to this fleet (R × (1 - OtherShare)). The window is then the
+	// completion time; Duration is not used.
+	Backlog int
+	// Burst is the stand-in's bucket; 0 for its default, max(1, R/10). The
+	// identity-and-access write limit (3,000 per 150s per app and tenant)
+	// is R 20 with Burst 3000.
+	Burst int
+	// OtherShare is the share of R another application of the tenant
+	// spends from the same bucket (graphsim OtherShare).
+	OtherShare float64
+	// LimitWarning makes the stand-in send Graph's early warning
+	// (x-ms-throttle-limit-percentage past 80 % of its bucket).
+	LimitWarning bool
 	// Worker is the command line of one replica; default this executable
 	// with "run" (the harness runs as `worker bench`).
 	Worker []string
@@ -72,6 +95,12 @@ type PacingConfig struct {
 	// SVGDir, when set, receives pacing-r<R>.svg: per R, the median run's
 	// applied/s and 429/s over time for each K.
 	SVGDir string
+	// LogDir, when set, keeps the replicas' logs there
+	// (r<R>-k<K>-<run>-replica-<i>.log) at LogLevel (default warn).
+	LogDir, LogLevel string
+	// SVGName replaces "pacing" in the figures' names, so that scenarios
+	// at the same R do not overwrite each other's.
+	SVGName string
 	// DrainDeadline bounds the drain after the window; by default twice
 	// the time the rest of the backlog takes at R, plus 30s.
 	DrainDeadline time.Duration
@@ -111,10 +140,18 @@ func (c *PacingConfig) Validate() error {
 		return fmt.Errorf("%w: Runs %d must be at least 1", ErrInvalidConfig, c.Runs)
 	case c.Duration < time.Second:
 		return fmt.Errorf("%w: Duration %v must be at least 1s", ErrInvalidConfig, c.Duration)
-	case c.Concurrency < 1 || c.Concurrency > 4096:
-		return fmt.Errorf("%w: Concurrency %d must be 1 to 4096", ErrInvalidConfig, c.Concurrency)
+	case c.Concurrency < 0 || c.Concurrency > 4096:
+		return fmt.Errorf("%w: Concurrency %d must be 1 to 4096 (0: the worker's default)", ErrInvalidConfig, c.Concurrency)
 	case c.Latency < 0:
 		return fmt.Errorf("%w: Latency %v is negative", ErrInvalidConfig, c.Latency)
+	case c.Jitter < 0:
+		return fmt.Errorf("%w: Jitter %v is negative", ErrInvalidConfig, c.Jitter)
+	case c.Backlog < 0:
+		return fmt.Errorf("%w: Backlog %d is negative", ErrInvalidConfig, c.Backlog)
+	case c.Burst < 0:
+		return fmt.Errorf("%w: Burst %d is negative", ErrInvalidConfig, c.Burst)
+	case !(c.OtherShare >= 0 && c.OtherShare < 1):
+		return fmt.Errorf("%w: OtherShare %v must be in [0, 1)", ErrInvalidConfig, c.OtherShare)
 	case c.DrainDeadline < 0:
 		return fmt.Errorf("%w: DrainDeadline %v is negative", ErrInvalidConfig, c.DrainDeadline)
 	}
@@ -157,7 +194,18 @@ type PacingRun struct {
 	Lost, Twice, DoubleApplies, DeadLettered int
 	Drained                                  bool
 	LoadAvg                                  float64
+	// With a Backlog: the time from the first applied write to the last,
+	// and the target of issue 15 (N/R' + 1s + 5 %).
+	Completion, Target time.Duration
+	// PeakRSS is the largest peak resident memory of a replica (VmHWM),
+	// bytes; 0 where /proc is not there.
+	PeakRSS int64
+
+	applied int // writes applied when the backlog's wait ended
 }
+
+// MetTarget reports that a backlog run applied everything within Target.
+func (r PacingRun) MetTarget() bool { return r.Target > 0 && r.Drained && r.Completion <= r.Target }
 
 // ExactlyOnce reports that nothing was lost, applied twice or
 // dead-lettered.
@@ -172,6 +220,8 @@ type PacingCell struct {
 	Runs     []PacingRun
 	// Medians and ranges over the runs.
 	PerSec, SteadyPerSec, LatePerSec, ThrottleShare, LoadAvg Range
+	// With a Backlog: completion seconds and peak resident MiB.
+	Completion, PeakRSSMiB Range
 }
 
 // Met reports the pacing goal: median applied/s ≥ 0.95 R, median 429
@@ -237,8 +287,8 @@ func Pacing(ctx context.Context, cfg PacingConfig, out io.Writer) (PacingReport,
 		return rep, err
 	}
 	defer removeDir()
-	fmt.Fprintf(out, "pacing: R %v, replicas %v, %d runs of %s, concurrency %d, latency %s; %s\n",
-		cfg.Rates, cfg.Replicas, cfg.Runs, cfg.Duration, cfg.Concurrency, cfg.Latency, rep.Machine)
+	fmt.Fprintf(out, "pacing: R %v, replicas %v, %d runs of %s (backlog %d), concurrency %d (0: default), latency %s + [0, %s), burst %d (0: R/10), other app %.2f, early warning %v; %s\n",
+		cfg.Rates, cfg.Replicas, cfg.Runs, cfg.Duration, cfg.Backlog, cfg.Concurrency, cfg.Latency, cfg.Jitter, cfg.Burst, cfg.OtherShare, cfg.LimitWarning, rep.Machine)
 	for _, r := range cfg.Rates {
 		for _, k := range cfg.Replicas {
 			rep.Cells = append(rep.Cells, PacingCell{Rate: r, Replicas: k})
@@ -252,9 +302,16 @@ func Pacing(ctx context.Context, cfg PacingConfig, out io.Writer) (PacingReport,
 				return rep, fmt.Errorf("R=%g K=%d run %d: %w", c.Rate, c.Replicas, run+1, err)
 			}
 			c.Runs = append(c.Runs, pr)
-			fmt.Fprintf(out, "  R=%g K=%d run %d: %.1f applied/s (%.2f R), %.1f/s from %s, %.1f/s in the 2nd half, 429 %d of %d calls (%.2f %%), lost %d, twice %d, load %.2f\n",
+			fmt.Fprintf(out, "  R=%g K=%d run %d: %.1f applied/s (%.2f R), %.1f/s from %s, %.1f/s in the 2nd half, 429 %d of %d calls (%.2f %%), lost %d, twice %d, load %.2f, peak RSS %.1f MiB",
 				c.Rate, c.Replicas, run+1, pr.PerSec, pr.PerSec/c.Rate, pr.SteadyPerSec, pr.SteadyFrom, pr.LatePerSec,
-				pr.Throttled, pr.WriteCalls, 100*pr.ThrottleShare, pr.Lost, pr.Twice, pr.LoadAvg)
+				pr.Throttled, pr.WriteCalls, 100*pr.ThrottleShare, pr.Lost, pr.Twice, pr.LoadAvg, float64(pr.PeakRSS)/(1<<20))
+			if pr.Target > 0 {
+				fmt.Fprintf(out, ", %d applied in %.2fs (target %.2fs)", pr.Backlog, pr.Completion.Seconds(), pr.Target.Seconds())
+				if !pr.Drained {
+					fmt.Fprintf(out, " NOT DRAINED by the deadline: only %d applied", pr.applied)
+				}
+			}
+			fmt.Fprintln(out)
 		}
 	}
 	for i := range rep.Cells {
@@ -284,6 +341,19 @@ func (c *PacingCell) summarize() {
 	c.LatePerSec = col(func(r PacingRun) float64 { return r.LatePerSec })
 	c.ThrottleShare = col(func(r PacingRun) float64 { return r.ThrottleShare })
 	c.LoadAvg = col(func(r PacingRun) float64 { return r.LoadAvg })
+	c.Completion = col(func(r PacingRun) float64 { return r.Completion.Seconds() })
+	c.PeakRSSMiB = col(func(r PacingRun) float64 { return float64(r.PeakRSS) / (1 << 20) })
+}
+
+// targetMet counts the backlog runs that met their target.
+func (c PacingCell) targetMet() int {
+	n := 0
+	for _, r := range c.Runs {
+		if r.MetTarget() {
+			n++
+		}
+	}
+	return n
 }
 
 // WriteTable prints the summary as a Markdown table.
@@ -298,6 +368,15 @@ func (r PacingReport) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "| %g | %d | %d | %.1f (%.1f–%.1f) | %.3f | %.1f | %.1f | %.2f %% (%.2f %%) | %d/%d | %d/%d | %s | %.1f |\n",
 			c.Rate, c.Replicas, len(c.Runs), c.PerSec.Median, c.PerSec.Min, c.PerSec.Max, c.PerSec.Median/c.Rate,
 			c.SteadyPerSec.Median, c.LatePerSec.Median, 100*c.ThrottleShare.Median, 100*c.ThrottleShare.Max, c.exactlyOnce(), len(c.Runs), c.drained(), len(c.Runs), goal, c.LoadAvg.Median)
+	}
+	if r.Config.Backlog > 0 {
+		fmt.Fprintf(w, "\n| R/s | replicas | backlog | target s | completion s median (min–max) | within target | peak RSS MiB median (max) |\n")
+		fmt.Fprintf(w, "|---|---|---|---|---|---|---|\n")
+		for _, c := range r.Cells {
+			fmt.Fprintf(w, "| %g | %d | %d | %.2f | %.2f (%.2f–%.2f) | %d/%d | %.1f (%.1f) |\n",
+				c.Rate, c.Replicas, r.Config.Backlog, c.Runs[0].Target.Seconds(), c.Completion.Median, c.Completion.Min, c.Completion.Max,
+				c.targetMet(), len(c.Runs), c.PeakRSSMiB.Median, c.PeakRSSMiB.Max)
+		}
 	}
 	for _, f := range r.SVGs {
 		fmt.Fprintf(w, "wrote %s\n", f)
@@ -327,7 +406,8 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 		return pr, fmt.Errorf("bench: %w", err)
 	}
 	sim := graphsim.New(graphsim.Config{AutoCreate: true, Token: simToken, WriteRate: rate, PenalizeThrottled: true,
-		Latency: cfg.Latency, MaxCalls: 1})
+		Latency: cfg.Latency, Jitter: cfg.Jitter, Burst: cfg.Burst, OtherShare: cfg.OtherShare, LimitWarning: cfg.LimitWarning,
+		MaxCalls: 1})
 	simURL, err := sim.Start()
 	if err != nil {
 		return pr, err
@@ -336,8 +416,11 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 
 	env := map[string]string{
 		"WORKER_SOURCE": "nats", "NATS_URL": srv.URL(), "GRAPH_BASE_URL": simURL, "GRAPH_TOKEN": simToken,
-		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": "warn", "SHUTDOWN_GRACE": replicaGrace.String(),
-		"WORKER_CONCURRENCY": strconv.Itoa(cfg.Concurrency), "LEDGER_STORE": "jetstream",
+		"ADMIN_ADDR": "127.0.0.1:0", "LOG_LEVEL": cmp.Or(cfg.LogLevel, "warn"), "SHUTDOWN_GRACE": replicaGrace.String(),
+		"LEDGER_STORE": "jetstream",
+	}
+	if cfg.Concurrency > 0 {
+		env["WORKER_CONCURRENCY"] = strconv.Itoa(cfg.Concurrency)
 	}
 	for key, v := range cfg.Env {
 		env[key] = v
@@ -351,6 +434,12 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 	}
 	burst := max(1, int(math.Ceil(rate/10))) // graphsim's default burst
 	pr.Backlog = int(math.Ceil(1.1*rate*cfg.Duration.Seconds())) + burst
+	if cfg.Backlog > 0 {
+		pr.Backlog = cfg.Backlog
+		left := rate * (1 - cfg.OtherShare)
+		floor := float64(pr.Backlog) / left
+		pr.Target = time.Duration((floor*1.05 + 1) * float64(time.Second))
+	}
 	cs, err := newCommands(pr.Backlog)
 	if err != nil {
 		return pr, err
@@ -366,7 +455,11 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 		}
 	}()
 	for i := range k {
-		r, err := startReplica(cfg.Worker, env, filepath.Join(dir, fmt.Sprintf("replica-%d.log", i+1)))
+		logPath := filepath.Join(dir, fmt.Sprintf("replica-%d.log", i+1))
+		if cfg.LogDir != "" {
+			logPath = filepath.Join(cfg.LogDir, fmt.Sprintf("r%g-k%d-%d-replica-%d.log", rate, k, time.Now().UnixNano(), i+1))
+		}
+		r, err := startReplica(cfg.Worker, env, logPath)
 		if err != nil {
 			return pr, err
 		}
@@ -379,15 +472,29 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 	if !pollUntil(ctx, 30*time.Second, func() bool { return applied() > 0 }, reps) {
 		return pr, fmt.Errorf("bench: no write applied within 30s of starting the replicas%s", tails(reps))
 	}
-	if !consumer.Sleep(ctx, cfg.Duration) {
-		return pr, ctx.Err()
+	window := cfg.Duration
+	if cfg.Backlog > 0 {
+		// The window is the whole backlog: wait for its last write.
+		deadline := 2*pr.Target + 30*time.Second
+		pr.Drained = pollUntil(ctx, deadline, func() bool { return applied() >= pr.Backlog }, reps)
+		first, last := sim.AppliedSpan()
+		pr.Completion = last - first // a lower bound when not drained
+		pr.applied = applied()
+		window = max(time.Second, pr.Completion.Round(time.Second))
+	} else {
+		if !consumer.Sleep(ctx, cfg.Duration) {
+			return pr, ctx.Err()
+		}
+		drain := cfg.DrainDeadline
+		if drain == 0 {
+			rest := float64(pr.Backlog - applied())
+			drain = 30*time.Second + time.Duration(2*rest/rate*float64(time.Second))
+		}
+		pr.Drained = pollUntil(ctx, drain, func() bool { return applied() >= pr.Backlog }, reps)
 	}
-	drain := cfg.DrainDeadline
-	if drain == 0 {
-		rest := float64(pr.Backlog - applied())
-		drain = 30*time.Second + time.Duration(2*rest/rate*float64(time.Second))
+	for _, r := range reps {
+		pr.PeakRSS = max(pr.PeakRSS, r.peakRSS())
 	}
-	pr.Drained = pollUntil(ctx, drain, func() bool { return applied() >= pr.Backlog }, reps)
 	for _, r := range reps {
 		if err := r.stop(); err != nil {
 			return pr, fmt.Errorf("bench: %w%s", err, tails(reps))
@@ -397,7 +504,11 @@ func pacingRun(ctx context.Context, cfg PacingConfig, parent string, rate float6
 		return pr, ctx.Err()
 	}
 	pr.LoadAvg = LoadAvg()
-	pr.measure(sim.TimelineFromFirstApplied(time.Second), cfg.Duration)
+	pr.measure(sim.TimelineFromFirstApplied(time.Second), window)
+	if cfg.Backlog > 0 && pr.Completion > 0 {
+		// Applied/s over the whole backlog, not over whole seconds.
+		pr.PerSec = float64(pr.applied-1) / pr.Completion.Seconds()
+	}
 	st := sim.Stats()
 	pr.WriteCalls = st.Calls[graphsim.OpResume]
 	pr.Throttled = st.Throttled
@@ -540,6 +651,25 @@ func (r *replica) stop() error {
 		return fmt.Errorf("replica %d: %w", r.cmd.Process.Pid, r.err)
 	}
 	return nil
+}
+
+// peakRSS is the process's peak resident memory (VmHWM in
+// /proc/<pid>/status), bytes; 0 when it cannot be read (not Linux, ended).
+func (r *replica) peakRSS() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(data)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				return 0
+			}
+			return kb << 10
+		}
+	}
+	return 0
 }
 
 // tails returns the end of each replica's log, for an error message.

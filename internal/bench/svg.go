@@ -140,7 +140,7 @@ func num(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 // figure to show it too: an operator should see that it happens.
 const outlier = 0.9
 
-// WritePacingSVGs writes pacing-r<R>.svg per rate into dir: for each replica
+// WritePacingSVGs writes <SVGName>-r<R>.svg (pacing-r<R>.svg by default) per rate into dir: for each replica
 // count its median run, and also its worst run when that one applied less
 // than 0.9 of the median. It returns the files written.
 func WritePacingSVGs(rep PacingReport, dir string) ([]string, error) {
@@ -157,6 +157,10 @@ func WritePacingSVGs(rep PacingReport, dir string) ([]string, error) {
 			m := c.median()
 			label := fmt.Sprintf("%s: %.1f applied/s (%.2f R) in the window, %.2f %% of write calls answered 429 (median run of %d)",
 				plural(c.Replicas, "replica"), m.PerSec, m.PerSec/rate, 100*m.ThrottleShare, len(c.Runs))
+			if m.Target > 0 {
+				label = fmt.Sprintf("%s: %d commands applied in %.2fs (target %.2fs), %.2f %% of write calls answered 429 (median run of %d)",
+					plural(c.Replicas, "replica"), m.Backlog, m.Completion.Seconds(), m.Target.Seconds(), 100*m.ThrottleShare, len(c.Runs))
+			}
 			series = append(series, Series{Label: label, Seconds: m.Timeline})
 			if w := c.worst(); w.PerSec < outlier*m.PerSec {
 				label := fmt.Sprintf("%s, the worst of %d runs: %.1f applied/s (%.2f R) in the window, %.2f %% answered 429",
@@ -164,13 +168,35 @@ func WritePacingSVGs(rep PacingReport, dir string) ([]string, error) {
 				series = append(series, Series{Label: label, Seconds: w.Timeline})
 			}
 		}
-		name := filepath.Join(dir, "pacing-r"+num(rate)+".svg")
+		prefix := rep.Config.SVGName
+		if prefix == "" {
+			prefix = "pacing"
+		}
+		name := filepath.Join(dir, prefix+"-r"+num(rate)+".svg")
 		f, err := os.Create(name)
 		if err != nil {
 			return files, err
 		}
-		title := fmt.Sprintf("Pacing against a stand-in allowing R = %g writes/s (burst %d, throttled calls charged)", rate, max(1, int(math.Ceil(rate/10))))
-		err = WriteSVG(f, title, rate, rep.Config.Duration, series)
+		cfg := rep.Config
+		burst := cfg.Burst
+		if burst == 0 {
+			burst = max(1, int(math.Ceil(rate/10)))
+		}
+		title := fmt.Sprintf("Pacing against a stand-in allowing R = %g writes/s (burst %d, throttled calls charged)", rate, burst)
+		if cfg.OtherShare > 0 {
+			title += fmt.Sprintf(", %.0f %% spent by another application", 100*cfg.OtherShare)
+		}
+		if cfg.Latency > 0 || cfg.Jitter > 0 {
+			title += fmt.Sprintf(", latency %s–%s", cfg.Latency, cfg.Latency+cfg.Jitter)
+		}
+		if cfg.LimitWarning {
+			title += ", early warning"
+		}
+		window := cfg.Duration
+		if cfg.Backlog > 0 {
+			window = time.Duration(float64(cfg.Backlog) / (rate * (1 - cfg.OtherShare)) * float64(time.Second))
+		}
+		err = WriteSVG(f, title, rate*(1-cfg.OtherShare), window, series)
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}

@@ -141,7 +141,7 @@ func settings() []setting {
 		{"GRAPH_UNANSWERED_SETTLE", "after a write that got no answer (timeout, reset, 504), how long Graph may still apply it: the command is not read, resent or taken over before then", "2m", false, dur(func(c *Config) *time.Duration { return &c.GraphSettle })},
 		{"GRAPH_TOKEN", "static bearer token, for development and tests only; otherwise azidentity (workload identity, managed identity, AZURE_CLIENT_SECRET / AZURE_CLIENT_CERTIFICATE_PATH)", "", true, str(func(c *Config) *string { return &c.GraphToken })},
 		{"GRAPH_ROLE_REQUEST_UPDATE", "on | off: off dead-letters role request updates as validation_failed (the PIM iteration 2 API is retired)", "on", false, str(func(c *Config) *string { return &c.RoleRequestUpdate })},
-		{"WORKER_CONCURRENCY", "commands in flight at most, per process", "16", false, num(func(c *Config) *int { return &c.Concurrency })},
+		{"WORKER_CONCURRENCY", "cap on the commands a process works on at once (waits included); below it the number follows Graph's rate and latency (Little's law), so the default suits Graph at hundreds of writes/s answering in hundreds of ms", "256", false, num(func(c *Config) *int { return &c.Concurrency })},
 		{"RETRY_MAX_ELAPSED", "retry budget of a command from its first attempt; then retries_exhausted", "10m", false, dur(func(c *Config) *time.Duration { return &c.RetryMaxElapsed })},
 		{"RETRY_HANDBACK_AFTER", "a wait longer than this hands the message back to the broker with a delay", "30s", false, dur(func(c *Config) *time.Duration { return &c.HandbackAfter })},
 		{"RETRY_INITIAL_INTERVAL", "first backoff after a failed call (exponential, with jitter)", "500ms", false, dur(func(c *Config) *time.Duration { return &c.RetryInitial })},

@@ -37,6 +37,8 @@ func TestDefaultsMatchTheSpec(t *testing.T) {
 		{"LEDGER_RETENTION", c.LedgerRetention, 7 * 24 * time.Hour},
 		{"LEDGER_STORE", c.LedgerStore, "jetstream"},
 		{"WORKER_DRY_RUN", c.DryRun, false},
+		// A cap: 100 writes/s answered in 300ms need about 85 (pacer.InFlight).
+		{"WORKER_CONCURRENCY", c.Concurrency, 256},
 	}
 	for _, ch := range checks {
 		if ch.got != ch.want {

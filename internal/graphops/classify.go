@@ -3,6 +3,7 @@ package graphops
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -159,4 +160,38 @@ func SaysRetired(err error) bool {
 		}
 	}
 	return false
+}
+
+// Throttling is what Graph's identity and access throttling says on an
+// answer (https://learn.microsoft.com/graph/throttling-limits, "Additional
+// headers"). Other services send none of it: the zero Throttling.
+type Throttling struct {
+	// LimitUsage is x-ms-throttle-limit-percentage: the share of its limit
+	// the application has spent. Graph sends it only past 0.8 ("returned
+	// only when the application consumed more than 0.8 of its limit"), from
+	// 0.8 to 1.8; 0 when absent or unreadable. A value written as a
+	// percentage (over 10, e.g. "85") is read as one.
+	LimitUsage float64
+	// Scope is x-ms-throttle-scope of a throttled answer, for logs:
+	// <Scope>/<Limit>/<ApplicationId>/<TenantId|UserId|ResourceId>, e.g.
+	// Tenant_Application/Write/….
+	Scope string
+	// Information is x-ms-throttle-information of a throttled answer, for
+	// logs: the reason, e.g. WriteLimitExceeded.
+	Information string
+}
+
+// throttlingOf reads the throttling headers of an answer.
+func throttlingOf(h http.Header) Throttling {
+	t := Throttling{Scope: h.Get("x-ms-throttle-scope"), Information: h.Get("x-ms-throttle-information")}
+	if v := h.Get("x-ms-throttle-limit-percentage"); v != "" {
+		u, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "%")), 64)
+		if err == nil && u > 0 && !math.IsInf(u, 0) {
+			if u > 10 {
+				u /= 100
+			}
+			t.LimitUsage = u
+		}
+	}
+	return t
 }

@@ -213,6 +213,8 @@ type Result struct {
 	// the updated object, or 204). For a write it is informational: a 2xx is
 	// a success even if the body could not be read completely.
 	Body []byte
+	// Throttling is Graph's early warning of its limit, when it sent one.
+	Throttling Throttling
 }
 
 // Resume makes one POST {base}/v1.0/identityGovernance/entitlementManagement/assignmentRequests/{id}/resume
@@ -330,6 +332,7 @@ func (c *Client) roundTrip(ctx context.Context, r request) (response, error) {
 			GraphRequestID:  resp.Header.Get("request-id"),
 			ClientRequestID: crid,
 			Body:            a.data,
+			Throttling:      throttlingOf(resp.Header),
 		},
 		readErr: a.readErr,
 	}, nil

@@ -437,3 +437,50 @@ func TestNewTransportIsTuned(t *testing.T) {
 		t.Errorf("NewTransport returned the shared default transport")
 	}
 }
+
+func TestGraphsThrottlingHeadersAreRead(t *testing.T) {
+	const scope = "Tenant_Application/Write/9a3d526c-b3c1-4479-ba74-197b5c5751ae/0785ef7c-2d7a-4542-b048-95bcab406e0b"
+	for _, tc := range []struct {
+		name      string
+		status    int
+		headers   []string
+		wantUsage float64
+	}{
+		{"no header: nothing", 204, nil, 0},
+		{"a usage as Graph documents it", 204, []string{"x-ms-throttle-limit-percentage", "0.85"}, 0.85},
+		{"a usage past the limit", 204, []string{"x-ms-throttle-limit-percentage", "1.8"}, 1.8},
+		{"a usage written as a percentage", 204, []string{"x-ms-throttle-limit-percentage", "85%"}, 0.85},
+		{"an unreadable usage is none", 204, []string{"x-ms-throttle-limit-percentage", "high"}, 0},
+		{"a negative usage is none", 204, []string{"x-ms-throttle-limit-percentage", "-1"}, 0},
+		{"a 429 with its scope and reason", 429, []string{"Retry-After", "1", "x-ms-throttle-limit-percentage", "1.2",
+			"x-ms-throttle-scope", scope, "x-ms-throttle-information", "WriteLimitExceeded"}, 1.2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := ""
+			if tc.status == 429 {
+				body = `{"error":{"code":"TooManyRequests","message":"Too many requests."}}`
+			}
+			e := newEnv(t, answer(tc.status, body, tc.headers...))
+			res, err := e.client.Resume(context.Background(), resumeID, []byte(`{}`), nil)
+			got := res.Throttling
+			if tc.status == 429 {
+				var ge *graphops.Error
+				if !errors.As(err, &ge) {
+					t.Fatalf("Resume() error = %v, want *graphops.Error", err)
+				}
+				got = ge.Throttling
+				if got.Scope != scope || got.Information != "WriteLimitExceeded" {
+					t.Errorf("Throttling = %+v, want the scope and the reason", got)
+				}
+				if msg := ge.Error(); !strings.Contains(msg, "throttle-scope "+scope) || !strings.Contains(msg, "throttle-information WriteLimitExceeded") {
+					t.Errorf("Error() = %q, want the scope and the reason named", msg)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if got.LimitUsage != tc.wantUsage {
+				t.Errorf("LimitUsage = %v, want %v", got.LimitUsage, tc.wantUsage)
+			}
+		})
+	}
+}

@@ -38,7 +38,10 @@ type Error struct {
 	// response arrived; HasRetryAfter says whether a readable header was sent.
 	RetryAfter    time.Duration
 	HasRetryAfter bool
-	Body          []byte // the raw body, at most 8 KiB
+	// Throttling is what Graph's identity and access throttling said (its
+	// scope and reason on a 429); Error() names them when present.
+	Throttling Throttling
+	Body       []byte // the raw body, at most 8 KiB
 }
 
 // Error returns e.g. "graph: resume: 404 ResourceNotFound: message
@@ -70,6 +73,13 @@ func (e *Error) Error() string {
 	}
 	if e.ClientRequestID != "" {
 		ids = append(ids, "client-request-id "+e.ClientRequestID)
+	}
+	// Which of Graph's limits throttled the call, for the operator.
+	if t := e.Throttling; t.Scope != "" {
+		ids = append(ids, "throttle-scope "+truncate(t.Scope, 256))
+	}
+	if t := e.Throttling; t.Information != "" {
+		ids = append(ids, "throttle-information "+truncate(t.Information, 256))
 	}
 	if len(ids) > 0 {
 		b.WriteString(" (")
@@ -181,6 +191,7 @@ func newError(op Operation, method string, resp *http.Response, body []byte, sen
 	if v := resp.Header.Get("Retry-After"); v != "" {
 		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(v, arrived)
 	}
+	e.Throttling = throttlingOf(resp.Header)
 	var oe odataError
 	if json.Unmarshal(body, &oe) != nil || oe.Error == nil {
 		// Not Graph's shape (an HTML page from a proxy, an empty body): the

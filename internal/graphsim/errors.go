@@ -19,6 +19,9 @@ type reply struct {
 	allow         string // Allow header of a 405
 	wwwAuth       bool   // WWW-Authenticate header of a 401
 	drop          bool   // close the connection without an answer
+
+	// Graph's identity and access throttling headers (Config.LimitWarning).
+	limitPercentage, throttleScope, throttleInfo string
 }
 
 func errReply(status int, code, message string) reply {
@@ -119,6 +122,12 @@ func (s *Sim) write(w http.ResponseWriter, in *incoming, rp reply) {
 	}
 	if rp.retryAfter != "" {
 		h.Set("Retry-After", rp.retryAfter)
+	}
+	for name, v := range map[string]string{headerLimitPercentage: rp.limitPercentage,
+		headerThrottleScope: rp.throttleScope, headerThrottleInfo: rp.throttleInfo} {
+		if v != "" {
+			h.Set(name, v)
+		}
 	}
 	if rp.allow != "" {
 		h.Set("Allow", rp.allow)

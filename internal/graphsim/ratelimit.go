@@ -49,6 +49,39 @@ func (b *bucket) take(now time.Time) (ok bool, wait time.Duration) {
 	return false, time.Duration((1 - b.tokens) / b.rate * float64(time.Second))
 }
 
+// used is the share of the bucket spent, as Graph's
+// x-ms-throttle-limit-percentage reports it: 0 full, 1 empty, above 1 in
+// debt (penalized throttles), at most 1.8 (Graph's documented range).
+func (b *bucket) used() float64 {
+	return min(1.8, (b.burst-b.tokens)/b.burst)
+}
+
+// Graph's identity and access throttling headers (LimitWarning).
+const (
+	headerLimitPercentage = "x-ms-throttle-limit-percentage"
+	headerThrottleScope   = "x-ms-throttle-scope"
+	headerThrottleInfo    = "x-ms-throttle-information"
+	// warnFrom: the header is sent once more than this share is spent.
+	warnFrom = 0.8
+	// simScope is the x-ms-throttle-scope of the simulator's 429s: per app
+	// and tenant, writes, with made-up ids (Graph's documented format
+	// <Scope>/<Limit>/<ApplicationId>/<TenantId>).
+	simScope = "Tenant_Application/Write/00000000-0000-0000-0000-00000000a99a/00000000-0000-0000-0000-00000000te11"
+)
+
+// limitWarningLocked is the x-ms-throttle-limit-percentage of a write
+// answered now, "" when none is due.
+func (s *Sim) limitWarningLocked() string {
+	if !s.cfg.LimitWarning || s.bucket == nil {
+		return ""
+	}
+	u := s.bucket.used()
+	if u <= warnFrom {
+		return ""
+	}
+	return strconv.FormatFloat(u, 'f', 2, 64)
+}
+
 // retryAfterSeconds is the Retry-After of a wait: whole seconds, rounded up,
 // at least 1 (Graph sends whole seconds; 0 would invite an immediate retry).
 func retryAfterSeconds(wait time.Duration) int {
@@ -69,5 +102,8 @@ func (s *Sim) throttleLocked() (reply, bool) {
 	rp := errReply(http.StatusTooManyRequests, "TooManyRequests",
 		fmt.Sprintf("Too many requests. Retry after %d seconds.", secs))
 	rp.retryAfter = strconv.Itoa(secs)
+	if s.cfg.LimitWarning {
+		rp.throttleScope, rp.throttleInfo = simScope, "WriteLimitExceeded"
+	}
 	return rp, true
 }

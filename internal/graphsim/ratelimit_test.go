@@ -2,7 +2,9 @@ package graphsim_test
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -136,5 +138,59 @@ func TestRateLimitWithTheRealClock(t *testing.T) {
 	checkAnswer(t, a, 429, "TooManyRequests")
 	if n, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || n < 1 || n > 10 {
 		t.Errorf("Retry-After = %q, want whole seconds in [1, 10]", a.header.Get("Retry-After"))
+	}
+}
+
+func TestLimitWarningHeaders(t *testing.T) {
+	write := func(i int) call {
+		return call{method: http.MethodPost, path: resumeURL("req"), body: resumeBody("i" + strconv.Itoa(i))}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  graphsim.Config
+		// x-ms-throttle-limit-percentage of ten calls at once, then of one
+		// a second later.
+		want []string
+	}{
+		{"past 80 % of a bucket of 5, every answer says how much is spent, 429s too",
+			graphsim.Config{WriteRate: 1, Burst: 5, LimitWarning: true},
+			[]string{"", "", "", "", "1.00", "1.00", "1.00", "1.00", "1.00", "1.00", "1.00"}},
+		{"with throttled calls charged the level goes into debt, up to 1.8",
+			graphsim.Config{WriteRate: 1, Burst: 5, LimitWarning: true, PenalizeThrottled: true},
+			[]string{"", "", "", "", "1.00", "1.20", "1.40", "1.60", "1.80", "1.80", "1.80"}},
+		{"another application spending half the rate halves the refill",
+			graphsim.Config{WriteRate: 2, Burst: 5, LimitWarning: true, OtherShare: 0.5},
+			[]string{"", "", "", "", "1.00", "1.00", "1.00", "1.00", "1.00", "1.00", "1.00"}},
+		{"without LimitWarning no header", graphsim.Config{WriteRate: 1, Burst: 5},
+			[]string{"", "", "", "", "", "", "", "", "", "", ""}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			tc.cfg.Now = clock.Now
+			tc.cfg.AutoCreate = true
+			f := newFixture(t, tc.cfg)
+			var got []string
+			var last answer
+			for i := range 11 {
+				if i == 10 {
+					clock.Advance(time.Second)
+				}
+				last = f.do(t, write(i))
+				got = append(got, last.header.Get("x-ms-throttle-limit-percentage"))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("x-ms-throttle-limit-percentage = %q, want %q", got, tc.want)
+			}
+			// The call a second later found one refilled token (two
+			// charged refusals too many with the penalty: refused).
+			scope := last.header.Get("x-ms-throttle-scope")
+			if (last.status == 429) != (tc.cfg.LimitWarning && tc.cfg.PenalizeThrottled) {
+				t.Errorf("the call a second later answered %d", last.status)
+			}
+			if last.status == 429 && (!strings.HasPrefix(scope, "Tenant_Application/Write/") ||
+				last.header.Get("x-ms-throttle-information") != "WriteLimitExceeded") {
+				t.Errorf("a 429 carries scope %q and information %q", scope, last.header.Get("x-ms-throttle-information"))
+			}
+		})
 	}
 }

@@ -82,6 +82,17 @@ type Config struct {
 	WriteRate float64
 	// Burst is the bucket size; 0 means max(1, ceil(WriteRate/10)).
 	Burst int
+	// OtherShare is the share of WriteRate another application of the tenant
+	// spends from the same bucket, steadily: the bucket refills for this
+	// caller at WriteRate × (1 - OtherShare). 0 means none; less than 1.
+	OtherShare float64
+	// LimitWarning sends Graph's early warning of identity and access
+	// throttling on write answers: x-ms-throttle-limit-percentage, the
+	// share of the bucket spent, from 0.80 to 1.80, once more than 0.8 is
+	// spent ("returned only when the application consumed more than 0.8 of
+	// its limit", https://learn.microsoft.com/graph/throttling-limits);
+	// and on 429s x-ms-throttle-scope and x-ms-throttle-information.
+	LimitWarning bool
 	// PenalizeThrottled makes a call refused by the rate limit consume a token
 	// too (the bucket may go down to -Burst*10), as Graph counts throttled
 	// calls against the budget: a 429 storm prolongs the throttling.
@@ -109,6 +120,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: WriteRate %v is not a finite rate >= 0", ErrInvalidConfig, c.WriteRate)
 	case c.Burst < 0:
 		return fmt.Errorf("%w: Burst %d is negative", ErrInvalidConfig, c.Burst)
+	case !(c.OtherShare >= 0 && c.OtherShare < 1):
+		return fmt.Errorf("%w: OtherShare %v is not in [0, 1)", ErrInvalidConfig, c.OtherShare)
 	case c.MaxCalls < 0:
 		return fmt.Errorf("%w: MaxCalls %d is negative", ErrInvalidConfig, c.MaxCalls)
 	}
@@ -177,7 +190,7 @@ func New(cfg Config) *Sim {
 		if burst == 0 {
 			burst = max(1, int(math.Ceil(cfg.WriteRate/10)))
 		}
-		s.bucket = newBucket(cfg.WriteRate, burst, cfg.PenalizeThrottled, s.start)
+		s.bucket = newBucket(cfg.WriteRate*(1-cfg.OtherShare), burst, cfg.PenalizeThrottled, s.start)
 	}
 	return s
 }

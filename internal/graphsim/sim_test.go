@@ -750,6 +750,7 @@ func TestConfigValidate(t *testing.T) {
 		{"a negative jitter names Jitter", graphsim.Config{Jitter: -1}, "Jitter"},
 		{"a negative rate names WriteRate", graphsim.Config{WriteRate: -1}, "WriteRate"},
 		{"a negative burst names Burst", graphsim.Config{Burst: -1}, "Burst"},
+		{"another application spending the whole rate names OtherShare", graphsim.Config{WriteRate: 10, OtherShare: 1}, "OtherShare"},
 		{"a negative call log bound names MaxCalls", graphsim.Config{MaxCalls: -1}, "MaxCalls"},
 	}
 	for _, tt := range tests {

@@ -195,13 +195,27 @@ func (s *Sim) process(in *incoming, limit bool) reply {
 		}
 		return reply{status: http.StatusOK, body: v.render(in.sel)}
 	}
-	s.mu.Lock()
+	var warn string
 	if limit {
-		if rp, throttled := s.throttleLocked(); throttled {
-			s.mu.Unlock()
+		s.mu.Lock()
+		rp, throttled := s.throttleLocked()
+		// Every write answer past 80 % of the limit carries the warning,
+		// the 429 too; the bucket's level is this call's, taken or refused.
+		warn = s.limitWarningLocked()
+		s.mu.Unlock()
+		if throttled {
+			rp.limitPercentage = warn
 			return rp
 		}
 	}
+	rp := s.processWrite(in)
+	rp.limitPercentage = warn
+	return rp
+}
+
+// processWrite is process for a write call the rate limit let through.
+func (s *Sim) processWrite(in *incoming) reply {
+	s.mu.Lock()
 	if in.bad != nil {
 		s.mu.Unlock()
 		return *in.bad

@@ -139,6 +139,17 @@ func (s *Sim) recordAppliedLocked(op, key string) {
 	s.appliedAt = append(s.appliedAt, s.now().Sub(s.start))
 }
 
+// AppliedSpan returns when the first and the last effective writes took
+// effect, from New; zeros before the first.
+func (s *Sim) AppliedSpan() (first, last time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.appliedAt) == 0 {
+		return 0, 0
+	}
+	return s.appliedAt[0], s.appliedAt[len(s.appliedAt)-1]
+}
+
 // Stats returns a deep copy of the observations.
 func (s *Sim) Stats() Stats {
 	s.mu.Lock()

@@ -23,6 +23,16 @@
 //
 // # The algorithm
 //
+// In flight. InFlight tells the broker adapters how many commands the
+// process can work on at once (worker.Admissible sums it over the
+// operations, under the WORKER_CONCURRENCY cap): Little's law on the rate
+// the pacer allows and the measured latency of Graph's answers (the time
+// from a call's departure to its outcome), with headroom (twice the
+// latency, plus a quarter of a second for the broker and the ledger around
+// the call); twice the slow start's window while it lasts; no limit once
+// open. A fixed concurrency C caps a replica at C / latency whatever the
+// pacer allows (16 calls at 300ms: 53/s).
+//
 // Open. Before the first throttle there is no rate limit: Reserve takes
 // every call at once. A fresh process only has a slow start: at most
 // InitialWindow calls in flight, one more for each success (the window
@@ -55,9 +65,14 @@
 //     the stand-in's shape), and holds (1-Margin) under the guess for
 //     half of HoldFor, then probes as after an estimate. A right guess
 //     costs no second throttle; a high one drains Graph's bucket in the
-//     first paced seconds, and that throttle's estimate is as good as any
-//     (a full bucket drained at a steady rate) and may cut deeper than
-//     Decrease; a low one is found by the probe. A guess more than
+//     first paced seconds, and that throttle's estimate (a full bucket
+//     drained at a steady rate) cuts, at most as deep as Decrease, since
+//     calls that reach a small bucket bunched drain it under a right
+//     guess too; a low one is found by the probe. Against a slow Graph
+//     (the throttle came back 50ms or more after its call left) the guess
+//     starts at half and reaches the whole a second after the gate opens:
+//     there every throttle costs a round trip of calls answered 429, and
+//     the calls that wake together at the opening reach Graph bunched. A guess more than
 //     OpenAbove too low (Graph's bucket holds much less than a tenth of a
 //     second of its rate) lets the probe open the pacer: the fleet then
 //     remembers that guesses fail against this Graph and ramps after
@@ -67,6 +82,12 @@
 //     Successes spread over more than a quarter of a second show a rate,
 //     not a bucket: then the fleet rate starts at them, per second, and
 //     grows RampGrowth fold every second until the next throttle.
+//     Against a slow Graph the slow start's window doubles once per round
+//     trip, so the burst's successes come spread over several round
+//     trips: up to four round trips of the measured latency are taken off
+//     their span before it is compared with a quarter of a second (a ramp
+//     at 16-fold a second with 300ms of feedback delay overshoots Graph's
+//     limit threefold before the first 429 comes back).
 //   - Every later throttle reveals the limit. When the gate opened Graph's
 //     bucket was full; the fleet then sent at the known rate, and the
 //     bucket ran dry when the throttled call left (one measured latency
@@ -93,6 +114,15 @@
 //     that did not pace by the curve in force (it had just joined, or lost
 //     the store), belongs to the throttle already known: it may extend the
 //     gate, it does not cut the rate.
+//
+// Graph's early warning. Graph's identity and access throttling sends
+// x-ms-throttle-limit-percentage once an application has spent more than
+// 0.8 of its limit (0.8 to 1.8). SucceededWithUsage reports it: while open,
+// the first warning ends the open phase without a gate (the fleet holds at
+// Decrease times what it sent); while paced, a warning cuts the same way
+// only when the usage rose by 0.02 under the law in force, since at a
+// steady rate near the limit Graph warns on every answer. Without the
+// header nothing changes (warning.go).
 //
 // Measured against a model of the project's Graph stand-in (a token bucket
 // of R calls/s and burst R/10, throttled calls charged too), one or three

@@ -15,7 +15,7 @@ import (
 
 // storePacer is a pacer of role_request_update on a store fleet.
 func storePacer(clock *fakeClock, s ledger.Store, id string) *pacer.Pacer {
-	return pacer.New(pacer.Config{Operation: "role_request_update", Clock: clock, ReplicaID: id,
+	return mustNew(pacer.Config{Operation: "role_request_update", Clock: clock, ReplicaID: id,
 		Rand: func() float64 { return 0 }, Fleet: pacer.NewStoreFleet(s, "pacer")})
 }
 

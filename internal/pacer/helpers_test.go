@@ -213,3 +213,12 @@ func (s *memStore) keys() []string {
 	defer s.mu.Unlock()
 	return slices.Sorted(maps.Keys(s.vals))
 }
+
+// mustNew is pacer.New for a configuration the test knows to be valid.
+func mustNew(cfg pacer.Config) *pacer.Pacer {
+	p, err := pacer.New(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}

@@ -206,6 +206,11 @@ type Pacer struct {
 	okAt         []time.Time // answers of the successes of the last second, oldest first
 	bucket       float64     // the share of Graph's bucket okAt shows (bucketShare)
 
+	// Graph's early warnings (SucceededWithUsage): the law the first
+	// warning was seen under, and the lowest usage seen under it since.
+	warnLaw time.Time
+	warnLow float64
+
 	syncFailing bool
 }
 
@@ -219,17 +224,20 @@ type event struct {
 	at, sent, until time.Time
 	law             time.Time
 	self            Member
+	// warn: not a throttle but Graph's early warning (SucceededWithUsage),
+	// at usage; it closes no gate.
+	warn  bool
+	usage float64
 }
 
 // maxEvents bounds the throttles kept for the fleet while the store is
 // unreachable; the latest ones carry what matters.
 const maxEvents = 32
 
-// New returns a Pacer. It panics when cfg does not validate: the
-// configuration is the program's, not the user's.
-func New(cfg Config) *Pacer {
+// New returns a Pacer, or the error of cfg.Validate.
+func New(cfg Config) (*Pacer, error) {
 	if err := cfg.Validate(); err != nil {
-		panic(err)
+		return nil, err
 	}
 	p := &Pacer{
 		cfg: cfg,
@@ -250,7 +258,7 @@ func New(cfg Config) *Pacer {
 		open:    true,
 		window:  cfg.InitialWindow,
 	}
-	return p
+	return p, nil
 }
 
 // Succeeded reports that a call Graph answered with success.
@@ -278,7 +286,7 @@ func (p *Pacer) Succeeded() {
 		// the law start low (a call short is a tenth of a second of
 		// Graph's rate short) and every estimate after it wrong.
 		p.burst++
-		p.burstSpan = min(1, now.Sub(p.firstSuccess).Seconds())
+		p.burstSpan = p.spanLocked(now)
 		p.noteSuccessLocked(now)
 		p.bucket = bucketShare(p.okAt, p.burstAt)
 		p.setSelfLocked(p.memberLocked(now))
@@ -327,13 +335,13 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	if p.view.Until.After(before) {
 		p.gateJitter = p.cfg.Rand()
 	}
-	rate, until, curve := p.rateLocked(now), p.view.Until, p.view.Curve
+	rate, until, curve, latency, members := p.rateLocked(now), p.view.Until, p.view.Curve, p.latency, p.members
 	p.mu.Unlock()
 
 	if cut {
 		p.cfg.Log.Info("pacer: throttled, rate cut", "operation", p.cfg.Operation,
 			"retry_after", retryAfter, "throttled_until", until, "mode", curve.Mode,
-			"fleet_rate", curve.Rate, "limit_estimate", curve.Limit)
+			"fleet_rate", curve.Rate, "limit_estimate", curve.Limit, "latency", latency, "members", members)
 	} else {
 		p.cfg.Log.Debug("pacer: throttled while the gate was closed", "operation", p.cfg.Operation,
 			"retry_after", retryAfter, "throttled_until", until)
@@ -414,13 +422,28 @@ func (p *Pacer) takeBurstLocked(at, now time.Time) {
 	p.burstAt = at
 	// The successes count Graph's refill while they were sent: from the
 	// first answer to the throttle's (answers lag departures alike).
-	p.burstSpan = 0
-	if !p.firstSuccess.IsZero() {
-		p.burstSpan = min(1, max(0, at.Sub(p.firstSuccess).Seconds()))
-	}
+	p.burstSpan = p.spanLocked(at)
 	p.trimSuccessesLocked(now)
 	p.bucket = bucketShare(p.okAt, at)
 }
+
+// spanLocked is how long the successes of the open phase's last second
+// took until `at`, seconds, less what the slow start explains: its window
+// doubles every round trip, so that against a slow Graph (hundreds of ms)
+// the successes of a burst come spread over several round trips, and
+// would read as a rate seen rather than a bucket. The bucket measure
+// (bucketShare) already counts Graph's refill while they came.
+func (p *Pacer) spanLocked(at time.Time) float64 {
+	if p.firstSuccess.IsZero() {
+		return 0
+	}
+	span := min(1, max(0, at.Sub(p.firstSuccess).Seconds()))
+	return max(0, span-slowStartRounds*p.latency.Seconds())
+}
+
+// slowStartRounds is how many round trips of the slow start a burst's
+// successes may spread over and still count as a burst.
+const slowStartRounds = 4
 
 // setSelfLocked puts this replica's entry into its own view of the fleet
 // record, ahead of the next sync.
@@ -465,6 +488,15 @@ func (p *Pacer) applyEvent(st *FleetState, e event) bool {
 	// replica that did not pace by the law in force (it had just joined,
 	// or lost the store): the law is not to blame. Either way the gate
 	// holds until the Retry-After; the rate stays.
+	if e.warn {
+		// A warning under the law in force while the gate is open cuts
+		// it, once: the others of the same law find it replaced.
+		if e.at.Before(st.Until) || !e.law.Equal(st.Curve.Cut) {
+			return false
+		}
+		st.Curve = p.law.warnCut(st.Curve, e.at, p.capsOf(st, members(st), e.self))
+		return true
+	}
 	if e.at.Before(st.Until) || (st.Curve.Mode != ModeOpen && !e.law.Equal(st.Curve.Cut)) {
 		if e.until.After(st.Until) {
 			st.Until = e.until
@@ -482,6 +514,10 @@ func (p *Pacer) applyEvent(st *FleetState, e event) bool {
 	st.Curve = p.law.cut(st.Curve, drained, e.until, burstOf(st, e.at), p.capsOf(st, alive, e.self))
 	st.Curve.Cut = e.at
 	st.Until = e.until
+	if st.Curve.Guess && e.sent.Add(warmLatency).Before(e.at) {
+		// The throttle came back a slow round trip after its call left.
+		st.Curve.WarmUp = warmUp
+	}
 	return true
 }
 

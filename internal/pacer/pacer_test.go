@@ -19,7 +19,7 @@ func newPacer(clock *fakeClock, fleet pacer.Fleet, id string, u float64) *pacer.
 	if fleet != nil {
 		cfg.Fleet = fleet
 	}
-	return pacer.New(cfg)
+	return mustNew(cfg)
 }
 
 // holdAt puts a fleet on a steady law of rate calls/s, as a throttle long
@@ -388,7 +388,7 @@ func TestRateLaw(t *testing.T) {
 	})
 	t.Run("throttles never take the rate under MinRate", func(t *testing.T) {
 		clock := newFakeClock()
-		p := pacer.New(pacer.Config{Operation: op, Clock: clock, MinRate: 3, Rand: func() float64 { return 0 }})
+		p := mustNew(pacer.Config{Operation: op, Clock: clock, MinRate: 3, Rand: func() float64 { return 0 }})
 		for i := range 20 {
 			r := p.Reserve()
 			clock.Advance(r.Delay())
@@ -441,7 +441,7 @@ func TestRunRemovesTheReplicaWhenItEnds(t *testing.T) {
 	holdAt(fleet, clock, 90)
 	a, b := newPacer(clock, fleet, "a", 0), newPacer(clock, fleet, "b", 0)
 	var rates []float64
-	a = pacer.New(pacer.Config{Operation: op, Clock: clock, Fleet: fleet, ReplicaID: "a",
+	a = mustNew(pacer.Config{Operation: op, Clock: clock, Fleet: fleet, ReplicaID: "a",
 		OnChange: func(rate float64, _ time.Time) { rates = append(rates, rate) }})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -538,6 +538,11 @@ func TestConfigValidate(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.field) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tc.field)
 			}
+			// New reports the same error instead of panicking.
+			p, err := pacer.New(tc.cfg)
+			if p != nil || err == nil || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("New() = %v, %v, want no pacer and an error naming %s", p, err, tc.field)
+			}
 		})
 	}
 	t.Run("zero fields take the defaults", func(t *testing.T) {
@@ -550,4 +555,41 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("defaults not filled in: %+v", cfg)
 		}
 	})
+}
+
+func TestAGuessAgainstASlowGraphWarmsUp(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		latency time.Duration
+		atGate  float64 // share of the guess at the gate's opening
+	}{
+		{"answers in 300ms: half the guess at the opening", 300 * time.Millisecond, 0.5},
+		{"answers at once: the whole guess", time.Millisecond, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := newFakeClock()
+			p := mustNew(pacer.Config{Operation: op, Clock: clock, Rand: func() float64 { return 0 }, InitialWindow: 6})
+			// Six calls leave at once; a latency later Graph has let 5
+			// through (a bucket of 5) and throttled the sixth.
+			for range 6 {
+				if _, ok := p.Reserve().Ready(); !ok {
+					t.Fatal("a call of the initial window was held")
+				}
+			}
+			clock.Advance(tc.latency)
+			for range 5 {
+				p.Succeeded()
+			}
+			p.Throttled(time.Second)
+			clock.Advance(time.Second)
+			want := 50 * (1 - pacer.DefaultMargin)
+			if got := p.FleetRate(); math.Abs(got-tc.atGate*want) > 0.01 {
+				t.Errorf("FleetRate() at the gate = %v, want %v", got, tc.atGate*want)
+			}
+			clock.Advance(time.Second)
+			if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
+				t.Errorf("FleetRate() a second after the gate = %v, want the guess %v", got, want)
+			}
+		})
+	}
 }

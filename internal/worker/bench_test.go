@@ -29,7 +29,7 @@ func BenchmarkHandle(b *testing.B) {
 		b.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
+	proc := mustNew(b, worker.Config{KeepAliveEvery: time.Second},
 		worker.Deps{Graph: graph, Ledger: led, Metrics: metrics.New(), Log: log},
 		context.Background(), context.Background())
 

@@ -93,7 +93,7 @@ func (j *job) execute() Outcome {
 		j.mu.Unlock()
 		if err == nil {
 			j.lastClient = result.ClientRequestID
-			j.pacerOf(op).Succeeded()
+			j.pacerOf(op).SucceededWithUsage(result.Throttling.LimitUsage) // Graph's early warning, when sent
 			return applied(result.Status, result.GraphRequestID, false)
 		}
 		v := graphops.Classify(err)

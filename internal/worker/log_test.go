@@ -50,7 +50,7 @@ func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
+		proc := mustNew(t, worker.Config{KeepAliveEvery: time.Second},
 			worker.Deps{Graph: graph, Ledger: led, Metrics: metrics.New(), Log: log},
 			context.Background(), context.Background())
 		data := seed(t)
@@ -143,7 +143,7 @@ func TestDeadLetterLinesDescribeGraphOnlyWhenItAnswered(t *testing.T) {
 					t.Fatal(err)
 				}
 				dead := &fakeDLQ{}
-				proc := worker.New(worker.Config{KeepAliveEvery: time.Second},
+				proc := mustNew(t, worker.Config{KeepAliveEvery: time.Second},
 					worker.Deps{Graph: graph, Ledger: led, Metrics: metrics.New(), Log: log},
 					context.Background(), context.Background())
 				proc.Handle(&fakeMsg{data: c.data, delivery: 1, dead: dead})

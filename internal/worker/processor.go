@@ -10,6 +10,7 @@ package worker
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -127,7 +128,7 @@ type Processor struct {
 }
 
 // New returns a Processor. drain and stop are described on Processor.
-func New(cfg Config, d Deps, drain, stop context.Context) *Processor {
+func New(cfg Config, d Deps, drain, stop context.Context) (*Processor, error) {
 	cfg.setDefaults()
 	if d.Now == nil {
 		d.Now = time.Now
@@ -139,11 +140,15 @@ func New(cfg Config, d Deps, drain, stop context.Context) *Processor {
 	for _, t := range command.Types() {
 		pacers[t] = d.Pacers[t]
 		if pacers[t] == nil {
-			pacers[t] = pacer.New(pacer.Config{Operation: string(t)})
+			pc, err := pacer.New(pacer.Config{Operation: string(t)})
+			if err != nil {
+				return nil, fmt.Errorf("worker: pacer of %s: %w", t, err)
+			}
+			pacers[t] = pc
 		}
 	}
 	d.Pacers = pacers
-	return &Processor{cfg: cfg, Deps: d, drain: drain, stop: stop, requests: newGate()}
+	return &Processor{cfg: cfg, Deps: d, drain: drain, stop: stop, requests: newGate()}, nil
 }
 
 // OutcomesReady reports why outcome events cannot be published now, nil

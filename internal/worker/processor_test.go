@@ -196,7 +196,7 @@ func newRig(t *testing.T, cfg worker.Config) *rig {
 	if cfg.KeepAliveEvery == 0 {
 		cfg.KeepAliveEvery = time.Second
 	}
-	r.proc = worker.New(cfg, worker.Deps{Graph: r.graph, Ledger: led, Metrics: metrics.New(),
+	r.proc = mustNew(t, cfg, worker.Deps{Graph: r.graph, Ledger: led, Metrics: metrics.New(),
 		OnSettled: func(s worker.Settled) { mu.Lock(); r.settled = append(r.settled, s); mu.Unlock() }},
 		drain, context.Background())
 	return r
@@ -451,4 +451,14 @@ func TestARetiredRoleRequestAPIIsDeadLetteredSayingSoAndTheAttemptIsInTheHistory
 			t.Errorf("resume dead letter %+v: must not blame the PIM retirement", r.dead.entries)
 		}
 	})
+}
+
+// mustNew is worker.New, failing the test on a configuration error.
+func mustNew(t testing.TB, cfg worker.Config, d worker.Deps, drain, stop context.Context) *worker.Processor {
+	t.Helper()
+	p, err := worker.New(cfg, d, drain, stop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

@@ -59,7 +59,7 @@ func newEventRig(t *testing.T, cfg worker.Config) (*rig, *fakeOutcomes, *ledger.
 		cfg.KeepAliveEvery = time.Second
 	}
 	var mu sync.Mutex
-	r.proc = worker.New(cfg, worker.Deps{Graph: r.graph, Ledger: led, Outcomes: out, Metrics: metrics.New(),
+	r.proc = mustNew(t, cfg, worker.Deps{Graph: r.graph, Ledger: led, Outcomes: out, Metrics: metrics.New(),
 		OnSettled: func(s worker.Settled) { mu.Lock(); r.settled = append(r.settled, s); mu.Unlock() }},
 		context.Background(), context.Background())
 	return r, out, led
