@@ -3,11 +3,11 @@ package pacer_test
 import (
 	"context"
 	"maps"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/ledger/memstore"
 	"github.com/graphops/worker/internal/pacer"
 )
 
@@ -132,87 +132,56 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// memStore is an in-memory ledger.Store (ttl ignored). failGet, when set,
-// is returned by every call; beforeUpdate runs before each Update, to let a
-// test write in between a Get and its compare-and-swap.
+// memStore is the in-memory ledger.Store (ledger/memstore, which passes the
+// store conformance suite) with two seams: fail, when set, is returned by
+// every call; beforeUpdate runs before each Update, to let a test write in
+// between a Get and its compare-and-swap. updates counts the Updates.
 type memStore struct {
+	*memstore.Store
 	mu           sync.Mutex
-	vals         map[string]ledger.Entry
-	rev          uint64
 	fail         error
 	beforeUpdate func()
 	updates      int
 }
 
-func newMemStore() *memStore { return &memStore{vals: map[string]ledger.Entry{}} }
+func newMemStore() *memStore { return &memStore{Store: memstore.New(0)} }
 
-func (s *memStore) Get(_ context.Context, key string) (ledger.Entry, error) {
+func (s *memStore) failure() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.fail != nil {
-		return ledger.Entry{}, s.fail
-	}
-	e, ok := s.vals[key]
-	if !ok {
-		return ledger.Entry{}, ledger.ErrNotFound
-	}
-	return e, nil
+	return s.fail
 }
 
-func (s *memStore) Create(_ context.Context, key string, value []byte, _ time.Duration) (uint64, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.fail != nil {
-		return 0, s.fail
+func (s *memStore) Get(ctx context.Context, key string) (ledger.Entry, error) {
+	if err := s.failure(); err != nil {
+		return ledger.Entry{}, err
 	}
-	if _, ok := s.vals[key]; ok {
-		return 0, ledger.ErrExists
-	}
-	s.rev++
-	s.vals[key] = ledger.Entry{Value: append([]byte(nil), value...), Revision: s.rev}
-	return s.rev, nil
+	return s.Store.Get(ctx, key)
 }
 
-func (s *memStore) Update(_ context.Context, key string, value []byte, rev uint64, _ time.Duration) (uint64, error) {
+func (s *memStore) Create(ctx context.Context, key string, value []byte, ttl time.Duration) (uint64, error) {
+	if err := s.failure(); err != nil {
+		return 0, err
+	}
+	return s.Store.Create(ctx, key, value, ttl)
+}
+
+func (s *memStore) Update(ctx context.Context, key string, value []byte, rev uint64, ttl time.Duration) (uint64, error) {
 	if f := s.beforeUpdate; f != nil {
 		f()
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.updates++
-	if s.fail != nil {
-		return 0, s.fail
+	s.mu.Unlock()
+	if err := s.failure(); err != nil {
+		return 0, err
 	}
-	if e, ok := s.vals[key]; !ok || e.Revision != rev {
-		return 0, ledger.ErrConflict
-	}
-	s.rev++
-	s.vals[key] = ledger.Entry{Value: append([]byte(nil), value...), Revision: s.rev}
-	return s.rev, nil
+	return s.Store.Update(ctx, key, value, rev, ttl)
 }
 
-func (s *memStore) Delete(_ context.Context, key string, rev uint64) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.vals[key]; ok && e.Revision != rev {
-		return ledger.ErrConflict
-	}
-	delete(s.vals, key)
-	return nil
-}
+func (s *memStore) put(key string, value []byte) { s.Store.Put(key, value) }
 
-func (s *memStore) put(key string, value []byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.rev++
-	s.vals[key] = ledger.Entry{Value: value, Revision: s.rev}
-}
-
-func (s *memStore) keys() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Sorted(maps.Keys(s.vals))
-}
+func (s *memStore) keys() []string { return s.Store.Keys() }
 
 // mustNew is pacer.New for a configuration the test knows to be valid.
 func mustNew(cfg pacer.Config) *pacer.Pacer {

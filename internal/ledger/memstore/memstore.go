@@ -8,6 +8,7 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -139,3 +140,27 @@ func (s *Store) put(key string, value []byte, ttl time.Duration) uint64 {
 // clone copies b so that neither the caller nor the store sees the other's
 // later changes; an empty value stays non-nil, as the real stores return it.
 func clone(b []byte) []byte { return append([]byte{}, b...) }
+
+// Keys returns the live keys, sorted: what a test looks at after the code
+// under test wrote.
+func (s *Store) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	out := make([]string, 0, len(s.keys))
+	for k, e := range s.keys {
+		if now.Before(e.expires) {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Put writes value at key whatever is there, as another writer would.
+func (s *Store) Put(key string, value []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rev++
+	s.keys[key] = entry{value: append([]byte(nil), value...), rev: s.rev, expires: time.Now().Add(s.retention)}
+}
