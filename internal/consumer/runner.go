@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/graphops/worker/internal/retry"
 )
 
 // Leased is a message as an adapter hands it to the Runner: a Message and
@@ -188,13 +190,10 @@ func (r *Runner) Run(ctx context.Context, h Handler) error {
 	}
 }
 
+// newBackOff is the wait between failed receives: a broker outage is
+// waited out, however long.
 func (r *Runner) newBackOff() backoff.BackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = r.cfg.RetryMin
-	b.MaxInterval = r.cfg.RetryMax
-	b.MaxElapsedTime = 0 // a broker outage is waited out, however long
-	b.Reset()
-	return b
+	return retry.Policy{Initial: r.cfg.RetryMin, Max: r.cfg.RetryMax}.Backoff()
 }
 
 // handBackNow returns a message received but not started, so that another

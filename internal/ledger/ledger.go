@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+
+	"github.com/graphops/worker/internal/retry"
 )
 
 // State is where a command stands in the ledger.
@@ -414,14 +416,13 @@ const maxCASAttempts = 16
 // request record reqKey, at most maxCASAttempts times. Each try reads the
 // record afresh, so waiting would only let more writers in first.
 func (l *Ledger) retryCAS(ctx context.Context, reqKey string, f func() error) error {
-	b := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, maxCASAttempts-1), ctx)
-	err := backoff.Retry(func() error {
+	err := retry.Do(ctx, retry.Policy{Tries: maxCASAttempts}, func(context.Context) error {
 		err := f()
 		if err == nil || errors.Is(err, errLostRace) {
 			return err
 		}
 		return backoff.Permanent(err)
-	}, b)
+	})
 	if errors.Is(err, errLostRace) {
 		return fmt.Errorf("ledger: request %s: too much contention", reqKey)
 	}

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/cenkalti/backoff/v4"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/retry"
 )
 
 // FleetState is what the replicas share about one operation.
@@ -95,14 +97,16 @@ func (f *storeFleet) key(op string) string {
 
 func (f *storeFleet) Update(ctx context.Context, op string, modify func(*FleetState)) (FleetState, error) {
 	key := f.key(op)
-	for range storeAttempts {
-		var st FleetState
+	var st FleetState
+	// A lost compare-and-swap is tried again at once: each try reads afresh.
+	err := retry.Do(ctx, retry.Policy{Tries: storeAttempts}, func(ctx context.Context) error {
+		st = FleetState{}
 		e, err := f.s.Get(ctx, key)
 		absent := errors.Is(err, ledger.ErrNotFound)
 		switch {
 		case absent:
 		case err != nil:
-			return FleetState{}, fmt.Errorf("pacer: reading %s: %w", key, err)
+			return backoff.Permanent(fmt.Errorf("pacer: reading %s: %w", key, err))
 		default:
 			// A record that does not decode (another version wrote it)
 			// is replaced rather than blocking pacing forever.
@@ -113,7 +117,7 @@ func (f *storeFleet) Update(ctx context.Context, op string, modify func(*FleetSt
 		modify(&st)
 		b, err := json.Marshal(st)
 		if err != nil {
-			return FleetState{}, fmt.Errorf("pacer: encoding %s: %w", key, err)
+			return backoff.Permanent(fmt.Errorf("pacer: encoding %s: %w", key, err))
 		}
 		if absent {
 			_, err = f.s.Create(ctx, key, b, stateTTL)
@@ -122,15 +126,24 @@ func (f *storeFleet) Update(ctx context.Context, op string, modify func(*FleetSt
 		}
 		switch {
 		case err == nil:
-			return st, nil
+			return nil
 		case errors.Is(err, ledger.ErrExists), errors.Is(err, ledger.ErrConflict):
-			continue
+			return errLostRace
 		default:
-			return FleetState{}, fmt.Errorf("pacer: writing %s: %w", key, err)
+			return backoff.Permanent(fmt.Errorf("pacer: writing %s: %w", key, err))
 		}
+	})
+	switch {
+	case errors.Is(err, errLostRace):
+		return FleetState{}, fmt.Errorf("pacer: writing %s: %w", key, ErrContention)
+	case err != nil:
+		return FleetState{}, err
 	}
-	return FleetState{}, fmt.Errorf("pacer: writing %s: %w", key, ErrContention)
+	return st, nil
 }
+
+// errLostRace is a compare-and-swap another writer won.
+var errLostRace = errors.New("pacer: lost a compare-and-swap race")
 
 // report is what one sync round brings to the fleet record.
 type report struct {

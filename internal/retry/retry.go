@@ -7,6 +7,7 @@ package retry
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -15,6 +16,8 @@ import (
 // Policy says how to retry.
 type Policy struct {
 	// Initial and Max bound the waits between tries (Max defaults to 30 s).
+	// Initial 0 retries at once: for a compare-and-swap that lost a race,
+	// where each try reads afresh and waiting only lets more writers in.
 	Initial, Max time.Duration
 	// Tries bounds the attempts, the first included; 0 retries until the
 	// context ends.
@@ -26,7 +29,10 @@ type Policy struct {
 // Backoff returns the policy's waits: exponential from Initial, doubling,
 // at most Max, each randomised by ±50 %, with no elapsed-time limit (the
 // caller's budget decides).
-func (p Policy) Backoff() *backoff.ExponentialBackOff {
+func (p Policy) Backoff() backoff.BackOff {
+	if p.Initial <= 0 {
+		return &backoff.ZeroBackOff{}
+	}
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = p.Initial
 	b.MaxInterval = p.Max
@@ -44,7 +50,7 @@ func (p Policy) Backoff() *backoff.ExponentialBackOff {
 // tries are spent or ctx ends, waiting the policy's backoff between tries.
 // It returns f's last error (unwrapped from Permanent).
 func Do(ctx context.Context, p Policy, f func(ctx context.Context) error) error {
-	var b backoff.BackOff = p.Backoff()
+	b := p.Backoff()
 	if p.Tries > 0 {
 		b = backoff.WithMaxRetries(b, uint64(p.Tries-1))
 	}
@@ -59,6 +65,10 @@ func Do(ctx context.Context, p Policy, f func(ctx context.Context) error) error 
 		return last
 	}, backoff.WithContext(b, ctx))
 	if err != nil && last != nil {
+		var pe *backoff.PermanentError
+		if errors.As(last, &pe) {
+			return pe.Err
+		}
 		return last
 	}
 	return err

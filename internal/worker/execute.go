@@ -24,7 +24,7 @@ const graphTimeoutMargin = 5 * time.Second
 func (j *job) execute() Outcome {
 	p, cmd := j.p, j.cmd
 	op := cmd.Type
-	var bo *backoff.ExponentialBackOff // made at the first failure that needs it
+	var bo backoff.BackOff // made at the first failure that needs it
 	reauthed := false
 	// A claim taken over from a dead or departed owner may have been sent
 	// already: for a resume, read before anything else (SPEC §3).

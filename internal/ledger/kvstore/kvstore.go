@@ -25,6 +25,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
+	"github.com/graphops/worker/internal/retry"
+
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -236,14 +238,15 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, ttl time.D
 	// Delete markers of the key may come and go under a create (ours, or
 	// the server's when a key expires): a few tries, no waiting between
 	// them, as each try learns the marker it must expect.
-	retry := backoff.WithContext(backoff.WithMaxRetries(&backoff.ZeroBackOff{}, maxCreateAttempts-1), ctx)
-	rev, err := backoff.RetryWithData(func() (uint64, error) {
-		rev, err := s.publish(ctx, key, value, expect, ttl)
+	var rev uint64
+	err := retry.Do(ctx, retry.Policy{Tries: maxCreateAttempts}, func(context.Context) error {
+		r, err := s.publish(ctx, key, value, expect, ttl)
 		if err == nil {
-			return rev, nil
+			rev = r
+			return nil
 		}
 		if !isWrongLastSeq(err) {
-			return 0, backoff.Permanent(err)
+			return backoff.Permanent(err)
 		}
 		// The subject's last message is not the one expected: a value (the
 		// key exists) or a marker left by a delete or an expiry, whose
@@ -253,14 +256,14 @@ func (s *Store) Create(ctx context.Context, key string, value []byte, ttl time.D
 		case errors.Is(err, ledger.ErrNotFound):
 			expect = 0 // the marker expired meanwhile
 		case err != nil:
-			return 0, backoff.Permanent(err)
+			return backoff.Permanent(err)
 		case e.live:
-			return 0, backoff.Permanent(ledger.ErrExists)
+			return backoff.Permanent(ledger.ErrExists)
 		default:
 			expect = e.revision
 		}
-		return 0, errMarkerMoved
-	}, retry)
+		return errMarkerMoved
+	})
 	if errors.Is(err, errMarkerMoved) {
 		// Other writers kept changing the key under us: they won.
 		return 0, fmt.Errorf("kvstore: create %s: key changed %d times during the create: %w", key, maxCreateAttempts, ledger.ErrExists)
