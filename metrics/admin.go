@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// DefaultAdminAddr is ADMIN_ADDR's default (SPEC §5).
+// DefaultAdminAddr is ADMIN_ADDR's default (docs/SPEC.md §5).
 const DefaultAdminAddr = ":9464"
 
 // Admin server timeouts. Probes and scrapes are small; the limits keep a slow
@@ -58,7 +58,7 @@ func (c AdminConfig) addr() string {
 	return c.Addr
 }
 
-// Admin serves /metrics, /healthz and /readyz (SPEC §6).
+// Admin serves /metrics, /healthz and /readyz (docs/SPEC.md §6).
 type Admin struct {
 	cfg AdminConfig
 	log *slog.Logger

@@ -1,9 +1,9 @@
 // Package metrics owns the worker's Prometheus registry and its admin HTTP
-// server (SPEC §6, §7): the graphops_ families, the Go and process
+// server (docs/SPEC.md §6, §7): the graphops_ families, the Go and process
 // collectors, /metrics, /healthz and /readyz.
 //
 // It does not decide what is recorded or when: callers report events with the
-// label values of SPEC §7 (short types, outcomes, dead-letter reasons) and
+// label values of docs/SPEC.md §7 (short types, outcomes, dead-letter reasons) and
 // this package only counts them. It knows nothing of brokers, Graph or the
 // ledger beyond those label values.
 package metrics
@@ -51,7 +51,7 @@ const (
 	LedgerResultError    = "error"     // the store failed
 )
 
-// Metric family names. They are part of SPEC §7's contract (dashboards,
+// Metric family names. They are part of docs/SPEC.md §7's contract (dashboards,
 // alerts and the autoscaler query them); do not rename.
 const (
 	nameCommands        = "graphops_commands_total"
@@ -98,7 +98,7 @@ type Metrics struct {
 }
 
 // New returns Metrics on a fresh registry holding the graphops_ families, the
-// Go and process collectors, and every series SPEC §7 requires at zero.
+// Go and process collectors, and every series docs/SPEC.md §7 requires at zero.
 //
 // Pre-created at zero, so that rate(), increase() and alerts see the first
 // event (a series born at 1 shows no increase):
@@ -251,7 +251,7 @@ func ledgerBuckets() []float64 {
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Handler serves the registry in the Prometheus text format (OpenMetrics is
-// not offered, so every scraper gets the format SPEC §6 names). A collector
+// not offered, so every scraper gets the format docs/SPEC.md §6 names). A collector
 // failing does not hide the others.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
@@ -441,7 +441,7 @@ func (g *waitGauge) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// optionalGauge is a gauge without labels that may be absent: SPEC §7's
+// optionalGauge is a gauge without labels that may be absent: docs/SPEC.md §7's
 // source gauges are missing, not 0, when the source cannot tell, so that an
 // alert or an autoscaler query never reads "no backlog" from "unknown". It
 // starts absent, until the first reading.

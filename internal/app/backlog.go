@@ -111,7 +111,7 @@ func natsBacklog(jsc jetstream.JetStream, stream, durable string) backlogReader 
 // serviceBusBacklog opens the clients the backlog needs, as the source opens
 // its own (a connection string, or the namespace with azidentity), and
 // finds out once what the identity may read: without the Manage right the
-// count is never asked again (one warning, SPEC §7); on a session-enabled
+// count is never asked again (one warning, docs/SPEC.md §7); on a session-enabled
 // entity the oldest age is never peeked.
 func serviceBusBacklog(ctx context.Context, cfg *config.Config, log *slog.Logger) (backlogReader, func(), error) {
 	sb := sbConfig(cfg)

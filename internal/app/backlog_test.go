@@ -8,7 +8,7 @@ import (
 	"github.com/graphops/worker/internal/graphsim"
 )
 
-// The running worker reports its own backlog (SPEC §7) from start-up: once
+// The running worker reports its own backlog (docs/SPEC.md §7) from start-up: once
 // it has consumed everything, the backlog and the oldest age read 0.
 func TestTheWorkerReportsItsBacklogOnMetrics(t *testing.T) {
 	h := newHarness(t, graphsim.Config{AutoCreate: true}, nil)

@@ -136,7 +136,7 @@ func Dev(ctx context.Context, o DevOptions) error {
 		fmt.Fprintf(o.Out, "\nOutcome events: cannot read them: %v\n", err)
 	}
 	// The whole life of the resumes of Microsoft's first example, as
-	// `worker history` tells it (SPEC §8).
+	// `worker history` tells it (docs/SPEC.md §8).
 	hcfg := *cfg
 	hcfg.NATSURL = natsURL
 	fmt.Fprintf(o.Out, "\n$ worker history %s\n", devRequest)
@@ -197,7 +197,7 @@ func printSummary(w io.Writer, s []worker.Settled) {
 // the examples resume once and repeat once.
 const devRequest = "0e60f18c-b2a0-4887-9da8-da2e30a39d99"
 
-// printEvents prints the outcome events the worker published (SPEC §9):
+// printEvents prints the outcome events the worker published (docs/SPEC.md §9):
 // what a producer subscribed to graphops.outcomes.> receives. Every settled
 // command's event is in the stream before the command was acknowledged.
 func printEvents(ctx context.Context, url, stream string, want int, w io.Writer) error {

@@ -21,7 +21,7 @@ import (
 // this time is unreachable.
 const historyTimeout = 30 * time.Second
 
-// History runs `worker history ID [--json]` (SPEC §8) on the ledger of
+// History runs `worker history ID [--json]` (docs/SPEC.md §8) on the ledger of
 // LEDGER_STORE: a *UsageError for a bad argument, history.ErrUnknown when
 // the ledger knows nothing of ID; any other error means the store could not
 // be read.

@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		return err
 	}
 	started.Store(true)
-	defer startBacklog(ctx, cfg, src.JetStream(), m, log)() // SPEC §7's source gauges; stops before the broker closes
+	defer startBacklog(ctx, cfg, src.JetStream(), m, log)() // docs/SPEC.md §7's source gauges; stops before the broker closes
 	log.Info("consuming", "source", cfg.Source, "from", src.Name(), "replica", owner,
 		"admin", admin.Addr(), "dry_run", cfg.DryRun, "concurrency", cfg.Concurrency, "outcome_events", cfg.OutcomeEvents)
 	if hooks.OnStarted != nil {

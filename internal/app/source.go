@@ -95,7 +95,7 @@ func (n *natsBroker) DeadLetters() dlq.Backend {
 	return n.dead.Backend(dlq.JetStreamPublisher(n.b.js, jetstream.WithExpectStream(n.cfg.Stream)))
 }
 
-// Publish sends on graphops.commands.<short type> (SPEC §4).
+// Publish sends on graphops.commands.<short type> (docs/SPEC.md §4).
 func (n *natsBroker) Publish(ctx context.Context, data []byte) (string, error) {
 	subject := subjectPrefix + "." + string(typeOfRaw(data))
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{"Content-Type": []string{"application/cloudevents+json"}}}
@@ -189,7 +189,7 @@ func (s *sbBroker) Ready() bool { return s.src != nil && s.src.Ready() }
 func (s *sbBroker) DeadLetters() dlq.Backend { return s.dead }
 
 // Publish sends to the queue or topic; on a session-enabled entity with the
-// command's request id as SessionId (SPEC §4).
+// command's request id as SessionId (docs/SPEC.md §4).
 func (s *sbBroker) Publish(ctx context.Context, data []byte) (string, error) {
 	sessionID := ""
 	if cmd, err := command.Parse(data, command.Options{}); err == nil {

@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// The worker's ledger metrics (SPEC §7).
+// The worker's ledger metrics (docs/SPEC.md §7).
 const (
 	metricLedgerOps      = "graphops_ledger_operations_total"
 	metricLedgerDuration = "graphops_ledger_operation_duration_seconds"

@@ -1,4 +1,4 @@
-// Package cloudevent reads a binary-mode CloudEvent (SPEC §2) as the
+// Package cloudevent reads a binary-mode CloudEvent (docs/SPEC.md §2) as the
 // structured event the worker parses, for every broker binding at once:
 // NATS (ce- headers, percent-decoded) and AMQP / Service Bus (cloudEvents:
 // application properties). An adapter collects the attributes its binding

@@ -20,7 +20,7 @@ import (
 // those types; treating 1 and 1.0 as the same body could call a body "equal"
 // that Graph reads differently (a string-typed property, a large integer),
 // while keeping the text only ever makes two bodies differ that might have
-// been equal, which SPEC §3 turns into a conflict, not a wrong call.
+// been equal, which docs/SPEC.md §3 turns into a conflict, not a wrong call.
 //
 // A value with duplicate object keys, an unpaired surrogate escape, invalid
 // UTF-8 or trailing data has no canonical form: Canonical returns an error.

@@ -6,7 +6,7 @@ import (
 	"unicode/utf8"
 )
 
-// Reason is the dead-letter reason of a message Parse refuses (SPEC §2). The
+// Reason is the dead-letter reason of a message Parse refuses (docs/SPEC.md §2). The
 // values equal those of dlq.Reason; this package does not import dlq so that
 // every package can read commands.
 type Reason string

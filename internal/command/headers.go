@@ -3,7 +3,7 @@ package command
 import "strings"
 
 // allowedHeader returns the canonical spelling of an allowed extra request
-// header (SPEC §2), "" when name is not allowed. Authorization,
+// header (docs/SPEC.md §2), "" when name is not allowed. Authorization,
 // Content-Type and client-request-id are the worker's own.
 func allowedHeader(name string) string {
 	for _, h := range [...]string{"x-ms-throttle-priority", "Prefer", "ConsistencyLevel"} {

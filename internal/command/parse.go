@@ -13,11 +13,11 @@ import (
 )
 
 // MaxSize is the largest message Parse reads, in bytes; larger bodies are
-// refused unread (SPEC §2).
+// refused unread (docs/SPEC.md §2).
 const MaxSize = 256 << 10
 
 // Options change what Parse accepts. The zero value accepts every command
-// of SPEC §1.
+// of docs/SPEC.md §1.
 type Options struct {
 	// RoleRequestUpdateDisabled refuses role request updates as
 	// validation_failed on "type" (GRAPH_ROLE_REQUEST_UPDATE=off).
@@ -58,7 +58,7 @@ type RoleUpdate struct {
 	RequestID          string // data.governanceRoleAssignmentRequestId
 }
 
-// RequestID is the serialization key of SPEC §3: the
+// RequestID is the serialization key of docs/SPEC.md §3: the
 // accessPackageAssignmentRequestId of a resume,
 // "<privilegedAccessId>/<governanceRoleAssignmentRequestId>" of a role
 // request update ('/' cannot occur in an id). "" for a Command not made by

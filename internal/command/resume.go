@@ -2,7 +2,7 @@ package command
 
 import "strings"
 
-// The resume body (SPEC §2, graph-openapi/v1.0-resume.yaml): `type` names
+// The resume body (docs/SPEC.md §2, graph-openapi/v1.0-resume.yaml): `type` names
 // the custom extension stage, `data` is an
 // accessPackageAssignmentRequestCallbackData.
 
@@ -95,7 +95,7 @@ func (p *parser) resumeBody(body *value) (*Resume, *Error) {
 	}
 
 	// Whether a deny is allowed at assignmentRequestCreated is Graph's to
-	// decide (SPEC §2): Microsoft's documents disagree.
+	// decide (docs/SPEC.md §2): Microsoft's documents disagree.
 	state, set, e := p.optionalString(di, "data.body.data", "state")
 	if e != nil {
 		return nil, e

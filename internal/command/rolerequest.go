@@ -2,7 +2,7 @@ package command
 
 import "strings"
 
-// The role request update body (SPEC §2,
+// The role request update body (docs/SPEC.md §2,
 // graph-openapi/beta-roleAssignmentRequest.yaml) is a PATCH of a
 // governanceRoleAssignmentRequest: every property is optional and unknown
 // ones pass (the cmdlet's AdditionalProperties), but the documented ones

@@ -1,6 +1,6 @@
 package command
 
-// Type is the short type of a command (SPEC §1). It doubles as the `type`
+// Type is the short type of a command (docs/SPEC.md §1). It doubles as the `type`
 // label of metrics and as the Graph `operation` label.
 type Type string
 
@@ -22,7 +22,7 @@ const (
 func Types() []Type { return []Type{TypeResume, TypeRoleRequestUpdate} }
 
 // TypeOf maps a CloudEvents type to its short type; TypeUnknown when it is
-// not one of SPEC §1.
+// not one of docs/SPEC.md §1.
 func TypeOf(ceType string) Type {
 	switch ceType {
 	case CloudEventsResume:

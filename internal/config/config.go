@@ -1,4 +1,4 @@
-// Package config reads the worker's settings (SPEC §5) from environment
+// Package config reads the worker's settings (docs/SPEC.md §5) from environment
 // variables and the flags of `worker run` — a flag wins over its variable —
 // and validates them, naming the variable that is wrong. It knows names,
 // defaults and formats; what a setting does belongs to the package using it.

@@ -79,7 +79,7 @@ const (
 
 // ConfigError names the setting that is wrong.
 type ConfigError struct {
-	// Setting is the environment variable where SPEC §5 names one
+	// Setting is the environment variable where docs/SPEC.md §5 names one
 	// (WORKER_CONCURRENCY, SERVICEBUS_QUEUE…), else the Config field.
 	Setting string
 	Problem string

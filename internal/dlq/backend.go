@@ -6,7 +6,7 @@ import (
 )
 
 // Backend is a broker's dead-letter store as the operator's commands use
-// it (SPEC §8). List, show, replay and purge are written once, over it
+// it (docs/SPEC.md §8). List, show, replay and purge are written once, over it
 // (CmdList, CmdShow, Replay, CmdReplay, CmdPurge); a backend knows only its
 // broker: the JetStream dead-letter stream (Store.Backend) or a Service Bus
 // entity's dead-letter sub-queue (servicebus.DeadLetters). A dead letter's
@@ -34,7 +34,7 @@ type Backend interface {
 }
 
 // Replay republishes each dead letter of ids and removes it once the
-// broker has it (SPEC §8): a dead letter that fails is kept (or, when only
+// broker has it (docs/SPEC.md §8): a dead letter that fails is kept (or, when only
 // its removal failed, is safe to replay again) and the others are still
 // replayed. It returns the IDs replayed and, when any failed, a
 // *ReplayError. An ID given twice is replayed once. done, when set, is

@@ -134,7 +134,7 @@ func jsonTime(t time.Time) *string {
 }
 
 // CmdShow writes one dead letter (`worker dlq show ID`): its ID, time and
-// where it is stored, its SPEC §4 headers in their order, every other
+// where it is stored, its docs/SPEC.md §4 headers in their order, every other
 // header or property it carries (the original message's and the
 // broker's) sorted by name, a blank line, then the payload verbatim.
 func CmdShow(ctx context.Context, b Backend, w io.Writer, id uint64) error {

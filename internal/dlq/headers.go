@@ -12,7 +12,7 @@ import (
 	"github.com/graphops/worker/internal/command"
 )
 
-// Header names of a dead letter (SPEC §4).
+// Header names of a dead letter (docs/SPEC.md §4).
 const (
 	HeaderReason          = "Graphops-Reason"
 	HeaderDescription     = "Graphops-Description"
@@ -38,7 +38,7 @@ const (
 	HeaderReplay = "Graphops-Replay"
 )
 
-// headerNames lists the dead-letter headers in the order of SPEC §4, the
+// headerNames lists the dead-letter headers in the order of docs/SPEC.md §4, the
 // order `worker dlq show` prints them in.
 func headerNames() []string {
 	return []string{
@@ -63,7 +63,7 @@ type Entry struct {
 	Type          string // short type: "resume", "role_request_update" or "unknown"
 	CommandID     string
 	CommandSource string
-	RequestID     string // the command's request id (SPEC §3 serialization key), "" if unreadable
+	RequestID     string // the command's request id (docs/SPEC.md §3 serialization key), "" if unreadable
 	Attempts      int    // write calls made (POST/PATCH)
 
 	FirstAttempt, LastAttempt time.Time // zero when never attempted
@@ -78,7 +78,7 @@ type Entry struct {
 	// Headers are the original message's own headers (NATS) or
 	// application properties (Service Bus), so that a replay reproduces
 	// the message as it came: a binary-mode CloudEvent's attributes travel
-	// there. Never the dead-letter headers of SPEC §4 nor the broker's own
+	// there. Never the dead-letter headers of docs/SPEC.md §4 nor the broker's own
 	// (Nats-*).
 	Headers map[string][]string
 	// Where the dead letter is stored (its subject, or the entity's
@@ -90,9 +90,9 @@ type Entry struct {
 	Extra map[string][]string
 }
 
-// Properties returns the dead-letter headers of SPEC §4 for e, broker
+// Properties returns the dead-letter headers of docs/SPEC.md §4 for e, broker
 // neutral: each backend writes them as NATS headers or Service Bus
-// application properties. Every header of SPEC §4 is present (empty when
+// application properties. Every header of docs/SPEC.md §4 is present (empty when
 // unknown, times empty when never attempted) except the four Graph headers,
 // which are present only when GraphStatus is not 0. Values are single-line
 // (control characters become spaces) and at most 1 KiB, so that a
@@ -119,7 +119,7 @@ func (e Entry) Properties() map[string]string {
 	return p
 }
 
-// IsDeadLetterHeader reports whether name is one of the SPEC §4 headers or
+// IsDeadLetterHeader reports whether name is one of the docs/SPEC.md §4 headers or
 // Graphops-Replay (compared ignoring case): these are never an original
 // header of a command.
 func IsDeadLetterHeader(name string) bool {
@@ -131,7 +131,7 @@ func IsDeadLetterHeader(name string) bool {
 	return false
 }
 
-// EntryFromProperties reads a dead letter from its SPEC §4 headers, got by
+// EntryFromProperties reads a dead letter from its docs/SPEC.md §4 headers, got by
 // name from get ("" when absent). Payload is payload itself, not a copy. A
 // header that cannot be parsed (a bad number or time, a missing reason)
 // makes it return an error together with the entry as far as it could be
@@ -176,7 +176,7 @@ func EntryFromProperties(payload []byte, get func(name string) string, seq uint6
 }
 
 // shortType maps anything but a known short type to "unknown", so that a
-// dead letter's subject and Graphops-Type always name one of SPEC §1's types.
+// dead letter's subject and Graphops-Type always name one of docs/SPEC.md §1's types.
 func shortType(t string) string {
 	for _, known := range command.Types() {
 		if t == string(known) {

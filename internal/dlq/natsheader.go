@@ -9,7 +9,7 @@ import (
 
 // NATSHeader is how the JetStream backend stores e: the original message's
 // own headers (without the broker's Nats-* ones, which would make the
-// stream deduplicate or refuse it), then the SPEC §4 headers.
+// stream deduplicate or refuse it), then the docs/SPEC.md §4 headers.
 func NATSHeader(e Entry) nats.Header {
 	h := nats.Header{}
 	for name, values := range e.Headers {
@@ -25,7 +25,7 @@ func NATSHeader(e Entry) nats.Header {
 }
 
 // EntryFromMsg reads a dead letter stored by the JetStream backend: its
-// SPEC §4 headers (see EntryFromProperties), the original headers it kept,
+// docs/SPEC.md §4 headers (see EntryFromProperties), the original headers it kept,
 // and the broker's headers as Extra.
 func EntryFromMsg(data []byte, h nats.Header, seq uint64, stored time.Time) (Entry, error) {
 	e, err := EntryFromProperties(data, h.Get, seq, stored)

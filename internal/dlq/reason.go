@@ -1,9 +1,9 @@
 package dlq
 
-// Reason is why a command was dead-lettered (SPEC §4, `Graphops-Reason`).
+// Reason is why a command was dead-lettered (docs/SPEC.md §4, `Graphops-Reason`).
 type Reason string
 
-// The reasons of SPEC §2–4.
+// The reasons of docs/SPEC.md §2–4.
 const (
 	ReasonInvalidMessage   Reason = "invalid_message"
 	ReasonValidationFailed Reason = "validation_failed"

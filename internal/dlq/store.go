@@ -1,5 +1,5 @@
-// Package dlq owns dead letters (SPEC §4, §8): the broker-neutral Entry
-// and its SPEC §4 headers, what an operator does with dead letters (`worker
+// Package dlq owns dead letters (docs/SPEC.md §4, §8): the broker-neutral Entry
+// and its docs/SPEC.md §4 headers, what an operator does with dead letters (`worker
 // dlq list|show|replay|purge`), written once over Backend, and the
 // JetStream backend (the dead-letter stream, Store). The Service Bus
 // backend is the entity's own dead-letter sub-queue (servicebus.DeadLetters).
@@ -140,7 +140,7 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 		MaxBytes: -1,
 		// Unlimited: the server's max_payload is then the only bound, so
 		// the stream never refuses a message the command stream accepted
-		// (SPEC §4 asks for at least 1 MiB).
+		// (docs/SPEC.md §4 asks for at least 1 MiB).
 		MaxMsgSize: -1,
 		// Covers a Put retried after a crash between the Put and the ack
 		// of the original message.
@@ -154,7 +154,7 @@ func (s *Store) streamConfig() jetstream.StreamConfig {
 func (s *Store) Stream() string { return s.cfg.Stream }
 
 // Subject is the subject a dead letter of the given short type is published
-// on; "<prefix>.unknown" for a type that is not one of SPEC §1.
+// on; "<prefix>.unknown" for a type that is not one of docs/SPEC.md §1.
 func (s *Store) Subject(shortTypeName string) string {
 	return s.cfg.SubjectPrefix + "." + shortType(shortTypeName)
 }

@@ -1,5 +1,5 @@
 // Package e2e holds process-level tests of the worker's exactly-once
-// guarantees (SPEC §3, §6): the real `worker` binary, built with -tags
+// guarantees (docs/SPEC.md §3, §6): the real `worker` binary, built with -tags
 // crashtest, runs as child processes against a broker and the Graph
 // simulator hosted by the test, is killed at its crash points, run as
 // several replicas, drained with SIGTERM under load, and has its dead

@@ -23,7 +23,7 @@ import (
 	"github.com/graphops/worker/internal/ledger"
 )
 
-// The broker names and Graph token every test uses (SPEC §4 defaults).
+// The broker names and Graph token every test uses (docs/SPEC.md §4 defaults).
 const (
 	testToken    = "e2e-token-7d41"
 	streamName   = "GRAPHOPS"
@@ -359,7 +359,7 @@ func (b *logBuffer) tail(n int) string {
 	return "[…]\n" + s
 }
 
-// Commands (SPEC §2).
+// Commands (docs/SPEC.md §2).
 
 func q(s string) string {
 	b, _ := json.Marshal(s)

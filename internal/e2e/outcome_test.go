@@ -20,7 +20,7 @@ import (
 // The crash point between the outcome event and the acknowledgement.
 const afterEvent = "after-event"
 
-// The outcome stream (NATS) and entity (Service Bus) of SPEC §9.
+// The outcome stream (NATS) and entity (Service Bus) of docs/SPEC.md §9.
 const (
 	outcomeStream = "GRAPHOPS_OUTCOMES"
 	sbOutcomes    = "graphops-outcomes"
@@ -98,7 +98,7 @@ func (c *cluster) outcomeEvents() []event {
 
 // A subscriber to the outcome events receives exactly one distinct event
 // (by id) per command, with its outcome, across a kill -9 at either side of
-// the publication and the redelivery that follows (SPEC §9, issue 14). On
+// the publication and the redelivery that follows (docs/SPEC.md §9, issue 14). On
 // NATS the stream also stores it once (Nats-Msg-Id); a Service Bus entity
 // without duplicate detection may hold a repeat, with the same id.
 func TestOutcomeEventsAreOnePerCommandAcrossAKillAndARedelivery(t *testing.T) {
@@ -157,7 +157,7 @@ func TestOutcomeEventsAreOnePerCommandAcrossAKillAndARedelivery(t *testing.T) {
 // An outcome stream that refuses events (full, or deleted) makes commands
 // wait — applied once, recorded, not acknowledged — and /readyz says why;
 // when the stream takes events again every command's event arrives and
-// nothing is applied twice (SPEC §9). (JetStream: the stand-in of Service
+// nothing is applied twice (docs/SPEC.md §9). (JetStream: the stand-in of Service
 // Bus models no quota, and the worker never deletes entities.)
 func TestAFullOrMissingOutcomeStreamMakesCommandsWaitAndLosesNothing(t *testing.T) {
 	for _, mode := range []string{"full", "deleted"} {

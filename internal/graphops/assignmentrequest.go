@@ -18,7 +18,7 @@ const (
 )
 
 // AssignmentRequest is the part of an accessPackageAssignmentRequest the
-// reconciliation read selects (SPEC §3).
+// reconciliation read selects (docs/SPEC.md §3).
 type AssignmentRequest struct {
 	ID, State, Status string
 	CalloutInstances  []CalloutInstance

@@ -12,7 +12,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 )
 
-// Class is what a retry loop should do with a failed call (SPEC §3).
+// Class is what a retry loop should do with a failed call (docs/SPEC.md §3).
 type Class int
 
 const (
@@ -52,7 +52,7 @@ type Verdict struct {
 	// RetryAfter is the wait Graph asked for (0 when none was given).
 	RetryAfter time.Duration
 	// MaybeApplied reports that Graph may have applied the request, so a
-	// resume must be reconciled before it is sent again: any 5xx (SPEC §3: "A
+	// resume must be reconciled before it is sent again: any 5xx (docs/SPEC.md §3: "A
 	// 503 without Retry-After counts as unknown"), or a transport failure
 	// after the request was completely written. A 429, a 408, a 401 or a
 	// failure to connect are not applied.

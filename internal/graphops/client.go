@@ -39,8 +39,8 @@ import (
 // "operation" and equals the command's short type.
 type Operation string
 
-// The two operations of SPEC §1. The reconciliation read is counted under
-// OpResume (SPEC §3).
+// The two operations of docs/SPEC.md §1. The reconciliation read is counted under
+// OpResume (docs/SPEC.md §3).
 const (
 	OpResume            Operation = "resume"
 	OpRoleRequestUpdate Operation = "role_request_update"
@@ -186,7 +186,7 @@ func NewClient(cfg Config) (*Client, error) {
 		auth:      newBearer(cfg.Credential, cfg.Timeout),
 	}
 	// An azcore pipeline only for its bearer-token policy (see bearer): its
-	// own retries are off (the worker's loop is the only one, SPEC §3), its
+	// own retries are off (the worker's loop is the only one, docs/SPEC.md §3), its
 	// telemetry too (User-Agent is ours), and the answer is read by send.
 	c.pl = runtime.NewPipeline("graphops", "", runtime.PipelineOptions{
 		PerRetry: []policy.Policy{c.auth, policy.Policy(sendPolicy(c.send))},

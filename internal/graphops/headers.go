@@ -16,7 +16,7 @@ var ErrInvalidHeader = errors.New("invalid request header")
 
 // reservedHeader reports whether name is one of the client's own headers,
 // which callers cannot set or override. The first three are the contract's
-// (SPEC §2); the rest keep caller headers from changing framing, content
+// (docs/SPEC.md §2); the rest keep caller headers from changing framing, content
 // negotiation or identification.
 func reservedHeader(name string) bool {
 	switch strings.ToLower(name) {

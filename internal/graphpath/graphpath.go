@@ -1,5 +1,5 @@
 // Package graphpath owns the Microsoft Graph ids and paths of the contract
-// (SPEC §1–§3): which strings are ids, the two write paths, the read of
+// (docs/SPEC.md §1–§3): which strings are ids, the two write paths, the read of
 // the reconciliation, and how a path is recognised. The command parser, the
 // Graph client, the worker's logs and the simulator all use it, so that an
 // id one of them accepts is an id every other one accepts.
@@ -18,7 +18,7 @@ import (
 	"unicode/utf8"
 )
 
-// MaxIDLen is the longest id accepted, in bytes (SPEC §2).
+// MaxIDLen is the longest id accepted, in bytes (docs/SPEC.md §2).
 const MaxIDLen = 128
 
 // ErrInvalidID is wrapped by every error of Check and of the path builders.
@@ -30,7 +30,7 @@ var ErrInvalidID = errors.New("invalid id")
 // neither "." nor containing "..".
 //
 // This is an allow-list because the ids go into token-bearing Graph URLs:
-// SPEC §2 names what must be refused ('/', '\', '%', '?', '#', dot
+// docs/SPEC.md §2 names what must be refused ('/', '\', '%', '?', '#', dot
 // segments, whitespace, control characters), and the rest of what URLs and
 // OData give meaning to ("(", "'", "=", ",", "$", "@", ...) is refused too.
 // Graph's ids are GUIDs and ASCII names (privilegedAccessId is
@@ -107,7 +107,7 @@ const (
 	roleRequests       = "/roleAssignmentRequests/"
 )
 
-// ReadQuery is the query of the reconciliation read (SPEC §3).
+// ReadQuery is the query of the reconciliation read (docs/SPEC.md §3).
 const ReadQuery = "$select=id,state,status,customExtensionCalloutInstances"
 
 // Resume is the path of the resume action (POST):

@@ -1,5 +1,5 @@
 // Package graphsim is an in-process Microsoft Graph simulator: an http.Handler
-// that serves the three Graph calls the worker makes (SPEC §1 and §3: the
+// that serves the three Graph calls the worker makes (docs/SPEC.md §1 and §3: the
 // assignment request resume, the PIM role request PATCH and the assignment
 // request read) with per-request state, Graph-shaped errors, programmable
 // faults, latency and a token-bucket rate limit. It is the "Graph" of
@@ -46,7 +46,7 @@ const (
 const StatsPath = "/_sim/stats"
 
 // maxBody bounds a request body, before and after gzip decoding; the worker's
-// bodies are under 256 KiB (SPEC §2).
+// bodies are under 256 KiB (docs/SPEC.md §2).
 const maxBody = 4 << 20
 
 // Sentinel errors.

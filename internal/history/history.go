@@ -1,5 +1,5 @@
 // Package history answers "what happened to this command?" from the ledger:
-// `worker history ID` (SPEC §8).
+// `worker history ID` (docs/SPEC.md §8).
 //
 // It owns finding the commands of an ID (a command id, or a request id) and
 // printing them, as a table or as JSON; it does not own the store, which
@@ -43,7 +43,7 @@ const (
 	OutcomePending      = "pending"
 )
 
-// Entry is one command the ledger knows, with the fields of SPEC §8's
+// Entry is one command the ledger knows, with the fields of docs/SPEC.md §8's
 // --json output (every one present, empty when it does not apply).
 type Entry struct {
 	CommandID     string `json:"command_id"`

@@ -38,7 +38,7 @@ const (
 // MaxHistory bounds the attempts a record lists one by one; older ones are
 // summarised in Record.Earlier. The applying call is always among the
 // listed: it is the last write call of a command (a reconciling read comes
-// before any further write, SPEC §3), and the list keeps the newest.
+// before any further write, docs/SPEC.md §3), and the list keeps the newest.
 const MaxHistory = 8
 
 // Attempt is one write call to Graph.
@@ -102,7 +102,7 @@ type Record struct {
 	// is forgotten a retention after that.
 	SettledAt time.Time `json:"settled_at,omitzero"`
 
-	// History, for `worker history` (SPEC §8). Since is when the ledger
+	// History, for `worker history` (docs/SPEC.md §8). Since is when the ledger
 	// first saw the command; History lists its last MaxHistory write
 	// calls, oldest first, Earlier summarises the ones before; Replays
 	// counts the operator's replays from the dead-letter store.

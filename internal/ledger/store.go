@@ -1,5 +1,5 @@
 // Package ledger records the outcome of every command so that each one takes
-// effect on Graph at most once and at least once (SPEC §3).
+// effect on Graph at most once and at least once (docs/SPEC.md §3).
 package ledger
 
 import (

@@ -1,4 +1,4 @@
-// Package outcome tells producers what became of their commands (SPEC §9,
+// Package outcome tells producers what became of their commands (docs/SPEC.md §9,
 // the cmdlets' -PassThru): it builds the graphops.command.outcome CloudEvent
 // of a settled command and publishes it on the broker the command came
 // from. It does not decide outcomes, keep the ledger or settle messages; the
@@ -21,10 +21,10 @@ const (
 
 // namespace makes event ids: a name-based (SHA-1) UUID of the command's
 // source, id and outcome under it, so that a repeated publication of one
-// outcome is the same event (SPEC §9).
+// outcome is the same event (docs/SPEC.md §9).
 var namespace = uuid.MustParse("5b1f6c1e-9f4e-4c2a-8a63-6f0b7e1d2c30")
 
-// Data is the event's data (SPEC §9).
+// Data is the event's data (docs/SPEC.md §9).
 type Data struct {
 	CommandID     string `json:"command_id"`
 	CommandSource string `json:"command_source"`

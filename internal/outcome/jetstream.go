@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// JetStreamConfig names the outcome stream (SPEC §9).
+// JetStreamConfig names the outcome stream (docs/SPEC.md §9).
 type JetStreamConfig struct {
 	Stream        string // NATS_OUTCOME_STREAM, default GRAPHOPS_OUTCOMES
 	SubjectPrefix string // default graphops.outcomes
@@ -25,7 +25,7 @@ type JetStream struct {
 
 // NewJetStream creates the outcome stream when it is missing and returns a
 // publisher to it. An existing stream is used as it is: its limits are the
-// operator's (a full stream makes commands wait, SPEC §9).
+// operator's (a full stream makes commands wait, docs/SPEC.md §9).
 func NewJetStream(ctx context.Context, js jetstream.JetStream, cfg JetStreamConfig) (*JetStream, error) {
 	if cfg.Stream == "" {
 		cfg.Stream = "GRAPHOPS_OUTCOMES"

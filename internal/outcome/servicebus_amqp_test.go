@@ -13,7 +13,7 @@ import (
 
 // Over AMQP through the real SDK, against the project's Service Bus
 // stand-in: a plain queue and a session-enabled one both take the event,
-// with the SPEC §9 MessageId, content type and SessionId.
+// with the docs/SPEC.md §9 MessageId, content type and SessionId.
 func TestServiceBusPublishesTheEventOnAQueueWithOrWithoutSessions(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: the Service Bus stand-in")

@@ -1,6 +1,6 @@
 // Package pacer paces the Graph calls of one operation so that a fleet of
 // worker replicas runs just under the rate Graph allows, with few 429s
-// (SPEC §3, Retries). Graph counts throttled calls against the budget, and
+// (docs/SPEC.md §3, Retries). Graph counts throttled calls against the budget, and
 // every gate a throttle closes costs about a second of capacity (a
 // Retry-After is at least a second), so the winning strategy is to learn
 // the limit, stay just under it, and probe upward only rarely.

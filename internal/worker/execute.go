@@ -20,14 +20,14 @@ import (
 const graphTimeoutMargin = 5 * time.Second
 
 // execute is the paced retry loop of a claimed command: the one retry loop
-// of SPEC §3.
+// of docs/SPEC.md §3.
 func (j *job) execute() Outcome {
 	p, cmd := j.p, j.cmd
 	op := cmd.Type
 	var bo backoff.BackOff // made at the first failure that needs it
 	reauthed := false
 	// A claim taken over from a dead or departed owner may have been sent
-	// already: for a resume, read before anything else (SPEC §3).
+	// already: for a resume, read before anything else (docs/SPEC.md §3).
 	reconcile := cmd.Type == command.TypeResume && j.claim.Previous != nil
 
 	for {

@@ -116,7 +116,7 @@ func TestJobLogLinesNameTheCommandTheRequestAndTheAttempt(t *testing.T) {
 }
 
 // A dead-letter line describes Graph's answer only when Graph answered, as
-// the dead letter's headers do (SPEC §4): a command that never reached Graph
+// the dead letter's headers do (docs/SPEC.md §4): a command that never reached Graph
 // has no Graph status of 0 and no empty request ids in its line.
 func TestDeadLetterLinesDescribeGraphOnlyWhenItAnswered(t *testing.T) {
 	rejected := &graphops.Error{Operation: graphops.OpResume, Status: 404, Code: "ResourceNotFound",

@@ -33,7 +33,7 @@ type Graph interface {
 	InvalidateToken()
 }
 
-// Publisher publishes outcome events (SPEC §9).
+// Publisher publishes outcome events (docs/SPEC.md §9).
 type Publisher interface {
 	Publish(ctx context.Context, e outcome.Event) error
 }

@@ -10,7 +10,7 @@ import (
 )
 
 // reconcile reads the assignment request to learn whether an earlier send
-// of this resume took effect (SPEC §3). A non-nil outcome settles the job;
+// of this resume took effect (docs/SPEC.md §3). A non-nil outcome settles the job;
 // otherwise retryIn > 0 asks for another read after that wait, and 0 means
 // sending is safe.
 func (j *job) reconcile() (o *Outcome, retryIn time.Duration) {

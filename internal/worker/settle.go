@@ -131,7 +131,7 @@ func (j *job) settleApplied(o Outcome) {
 
 // settleDuplicate settles a command the ledger has settled before: a
 // redelivery of the same command (its recorded outcome is published again,
-// SPEC §9), or another command repeating an applied resume.
+// docs/SPEC.md §9), or another command repeating an applied resume.
 func (j *job) settleDuplicate(r ledger.Record) {
 	same := r.Source == j.cmd.Source && r.ID == j.cmd.ID
 	d := j.eventData(metrics.OutcomeDuplicate)
@@ -321,7 +321,7 @@ func lastCall(d *outcome.Data, r ledger.Record) {
 }
 
 // publish publishes the outcome event of d before the message is settled
-// (SPEC §9). When it cannot, the message goes back to the broker: the
+// (docs/SPEC.md §9). When it cannot, the message goes back to the broker: the
 // ledger has its outcome, so the redelivery publishes the same event again.
 func (j *job) publish(d outcome.Data) bool {
 	if j.p.Outcomes == nil {

@@ -1,7 +1,7 @@
 // Package consumertest is the conformance suite every broker adapter of
 // package consumer must pass, in the spirit of ledger/storetest and
 // Watermill's pubsub/tests: the behaviours the worker relies on (issue 11,
-// SPEC §3) written once and run against each broker through its real
+// docs/SPEC.md §3) written once and run against each broker through its real
 // client. An adapter's test opens a fresh entity per test and calls Run.
 package consumertest
 

@@ -11,7 +11,7 @@ import (
 
 // Backlog is what the command source holds and the worker has not settled:
 // the figures of graphops_backlog_messages and
-// graphops_oldest_message_age_seconds (SPEC §7).
+// graphops_oldest_message_age_seconds (docs/SPEC.md §7).
 type Backlog struct {
 	// Messages is the consumer's pending (not yet delivered) plus
 	// ack-pending (delivered, not yet acknowledged: waiting in a worker).

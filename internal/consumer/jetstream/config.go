@@ -10,7 +10,7 @@ import (
 	"github.com/graphops/worker/internal/dlq"
 )
 
-// Defaults of Config (SPEC §3, §4, §5).
+// Defaults of Config (docs/SPEC.md §3, §4, §5).
 const (
 	DefaultStream      = "GRAPHOPS"
 	DefaultSubject     = "graphops.commands.>"

@@ -131,7 +131,7 @@ func (m *message) HandBack(_ context.Context, delay time.Duration) error {
 // Done: a JetStream message holds nothing beyond its own ack wait.
 func (m *message) Done() {}
 
-// InOrder: JetStream keeps no order per request id (SPEC §3).
+// InOrder: JetStream keeps no order per request id (docs/SPEC.md §3).
 func (m *message) InOrder() bool { return false }
 
 // DeadLetter stores e in the dead-letter stream with the original body and

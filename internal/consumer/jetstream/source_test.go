@@ -90,7 +90,7 @@ func TestNewCreatesTheStreamAndTheConsumer(t *testing.T) {
 	})
 
 	t.Run("a second durable on the stream sees the messages the first one acked", func(t *testing.T) {
-		// The dry run reads through a durable of its own (SPEC §5).
+		// The dry run reads through a durable of its own (docs/SPEC.md §5).
 		publish(t, jsc, subject, 1)
 		seen := make(chan string, 10)
 		h := func(m consumer.Message) {

@@ -6,7 +6,7 @@ import (
 	"github.com/graphops/worker/internal/cloudevent"
 )
 
-// eventOf returns the command as a structured CloudEvent (SPEC §2): a
+// eventOf returns the command as a structured CloudEvent (docs/SPEC.md §2): a
 // binary-mode message's cloudEvents: properties and body read the way
 // package cloudevent reads every binding. The dead letter of such a
 // message is the original itself, body and properties unchanged.

@@ -93,7 +93,7 @@ func (b *sbBroker) DeadLetters(t *testing.T) []dlq.Entry {
 func (b *sbBroker) Restart(*testing.T) { b.emu.Restart() }
 
 // TestAReplayedDeadLetterKeepsItsSessionID: on a session-enabled queue the
-// replayed copy goes back into its session (SPEC §4).
+// replayed copy goes back into its session (docs/SPEC.md §4).
 func TestAReplayedDeadLetterKeepsItsSessionID(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs the Service Bus stand-in")

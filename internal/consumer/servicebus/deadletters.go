@@ -30,7 +30,7 @@ const (
 var ErrNotReceived = errors.New("not received: locked by another receiver, or removed meanwhile")
 
 // DeadLetters is the entity's dead-letter sub-queue as an operator sees it
-// (SPEC §8). A dead letter's ID is its sequence number.
+// (docs/SPEC.md §8). A dead letter's ID is its sequence number.
 type DeadLetters struct {
 	cfg    Config
 	client *azservicebus.Client // nil with test fakes
@@ -114,7 +114,7 @@ func (d *DeadLetters) Show(ctx context.Context, w io.Writer, seq uint64) error {
 func (d *DeadLetters) Name() string { return d.cfg.entityPath() + "/$DeadLetterQueue" }
 
 // Replay sends a copy of each dead letter to the entity (the topic, for a
-// subscription), then completes the dead letter (dlq.Replay, SPEC §8). See
+// subscription), then completes the dead letter (dlq.Replay, docs/SPEC.md §8). See
 // Republish for the copy.
 func (d *DeadLetters) Replay(ctx context.Context, seqs []uint64) ([]uint64, error) {
 	return dlq.Replay(ctx, d, seqs, nil)
@@ -312,7 +312,7 @@ func (d *DeadLetters) peekOne(ctx context.Context, seq uint64) (*azservicebus.Re
 	return page[0], nil
 }
 
-// entryOf reads a dead letter: the SPEC §4 properties where this worker
+// entryOf reads a dead letter: the docs/SPEC.md §4 properties where this worker
 // dead-lettered it, else what Service Bus recorded.
 func (d *DeadLetters) entryOf(rm *azservicebus.ReceivedMessage) dlq.Entry {
 	h := map[string]string{}
@@ -392,7 +392,7 @@ func (d *DeadLetters) replayCopy(rm *azservicebus.ReceivedMessage, seq uint64) *
 	return c
 }
 
-// specHeaders are the dead-letter headers of SPEC §4, in its order.
+// specHeaders are the dead-letter headers of docs/SPEC.md §4, in its order.
 func specHeaders() []string {
 	return []string{
 		dlq.HeaderReason, dlq.HeaderDescription, dlq.HeaderType, dlq.HeaderCommandID,

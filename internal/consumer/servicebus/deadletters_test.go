@@ -19,7 +19,7 @@ import (
 
 var enqueued = time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC)
 
-// workerDeadLetter is a dead letter as DeadLetter leaves it: SPEC §4
+// workerDeadLetter is a dead letter as DeadLetter leaves it: docs/SPEC.md §4
 // properties, Service Bus's own DeadLetter* properties, and what the
 // command carried (a binary-mode attribute, hand-back counts).
 func workerDeadLetter(seq int64) *azservicebus.ReceivedMessage {

@@ -230,8 +230,8 @@ func (m *message) HandBack(ctx context.Context, delay time.Duration) error {
 }
 
 // DeadLetter moves the message to the entity's dead-letter sub-queue,
-// which settles it (SPEC §4): DeadLetterReason is the reason code,
-// DeadLetterErrorDescription the description, and the SPEC §4 headers of
+// which settles it (docs/SPEC.md §4): DeadLetterReason is the reason code,
+// DeadLetterErrorDescription the description, and the docs/SPEC.md §4 headers of
 // e become application properties. The dead letter is the original
 // message, body and properties unchanged; e.Payload is not used.
 func (m *message) DeadLetter(ctx context.Context, e dlq.Entry) error {

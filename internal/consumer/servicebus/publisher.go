@@ -38,7 +38,7 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 func (p *Publisher) Target() string { return p.cfg.sendTarget() }
 
 // Publish sends one structured-mode command. On a session-enabled entity
-// (Config.Sessions) sessionID must be the command's request id (SPEC §4).
+// (Config.Sessions) sessionID must be the command's request id (docs/SPEC.md §4).
 func (p *Publisher) Publish(ctx context.Context, body []byte, sessionID string) error {
 	ct := "application/cloudevents+json"
 	m := &azservicebus.Message{Body: body, ContentType: &ct}

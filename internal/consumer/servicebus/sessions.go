@@ -27,7 +27,7 @@ const (
 // session is an accepted Service Bus session: its receiver holds the
 // session lock, and one of its messages at a time is with a handler, so
 // that the commands of one request id are applied in the order they were
-// sent (SPEC §4). The session is released when that message's handler
+// sent (docs/SPEC.md §4). The session is released when that message's handler
 // returns (message.Done): keeping it idle for its next message would mean
 // a lock nothing renews meanwhile and a receive that may time out on the
 // session's link.
