@@ -48,9 +48,9 @@ func TestCheckChartAcceptsTheRenderedChart(t *testing.T) {
 
 func TestCheckChartFindsWhatIsWrong(t *testing.T) {
 	tests := []struct {
-		name   string
+		name  string
 		spoil func(objs []object, d *dockerFacts)
-		want   string
+		want  string
 	}{
 		{"a variable the worker does not read", func(o []object, _ *dockerFacts) {
 			asMap(find(o, "ConfigMap")["data"])["NATS_TIMEOUT"] = "5s"
