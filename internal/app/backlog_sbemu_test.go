@@ -32,11 +32,7 @@ func TestServiceBusBacklogReportsTheOldestWhenTheCountCannotBeRead(t *testing.T)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	cl, err := azservicebus.NewClientFromConnectionString(emu.ConnectionString(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close(context.Background())
+	cl := emu.Client(t)
 	snd, err := cl.NewSender("commands", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
-
 	"github.com/graphops/worker/internal/consumer/servicebus/sbemu"
 	"github.com/graphops/worker/internal/outcome"
 )
@@ -21,13 +19,9 @@ func TestServiceBusPublishesTheEventOnAQueueWithOrWithoutSessions(t *testing.T) 
 	emu := sbemu.Start(t)
 	emu.CreateQueue("outcomes", sbemu.Entity{})
 	emu.CreateQueue("outcomes-sessions", sbemu.Entity{RequiresSession: true})
-	cl, err := azservicebus.NewClientFromConnectionString(emu.ConnectionString(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := emu.Client(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	defer cl.Close(ctx)
 	e, err := outcome.New(outcome.Data{CommandID: "c1", CommandSource: "urn:s", Type: "role_request_update",
 		RequestID: "azureResources/e13e", Outcome: "applied"}, time.Now())
 	if err != nil {

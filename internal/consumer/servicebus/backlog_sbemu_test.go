@@ -23,11 +23,7 @@ func TestPeekOldestThroughTheSDK(t *testing.T) {
 	emu.CreateQueue("commands", sbemu.Entity{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cl, err := azservicebus.NewClientFromConnectionString(emu.ConnectionString(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close(context.Background())
+	cl := emu.Client(t)
 	snd, err := cl.NewSender("commands", nil)
 	if err != nil {
 		t.Fatal(err)
