@@ -34,9 +34,9 @@ func (j *job) execute() Outcome {
 		if j.expired() {
 			return deadLetter(dlq.ReasonExpired, "deadline "+cmd.Deadline.UTC().Format(time.RFC3339)+" passed")
 		}
-		if first := j.claim.Record.FirstAttempt; !first.IsZero() && p.Now().Sub(first) > p.cfg.RetryMaxElapsed {
+		if rec := j.record(); !rec.FirstAttempt.IsZero() && p.Now().Sub(rec.FirstAttempt) > p.cfg.RetryMaxElapsed {
 			return deadLetter(dlq.ReasonRetriesExhausted, fmt.Sprintf("retry budget %s spent after %d attempts: %s",
-				p.cfg.RetryMaxElapsed, j.claim.Record.Attempts, j.lastFailure()))
+				p.cfg.RetryMaxElapsed, rec.Attempts, j.lastFailure()))
 		}
 		if reconcile {
 			if wait := j.settleUntil.Sub(p.Now()); wait > 0 {
@@ -139,6 +139,14 @@ func (j *job) execute() Outcome {
 			return j.graphRejected("")
 		}
 	}
+}
+
+// record is the claim's record as this process knows it; the renewal
+// timer rewrites it, so it is read under the job's lock.
+func (j *job) record() ledger.Record {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.claim.Record
 }
 
 // answerOf is what the ledger's history keeps of a write call's answer.

@@ -124,13 +124,13 @@ func (j *job) claimCommand() *Outcome {
 			}
 			continue
 		}
-		j.mu.Lock()
-		j.claim = claim
-		j.mu.Unlock()
 		args := []any{"attempts_before", claim.Record.Attempts}
 		if claim.Previous != nil {
 			args = append(args, "taken_over_from", claim.Previous.Owner)
 		}
+		j.mu.Lock() // from here the renewal timer writes the claim too
+		j.claim = claim
+		j.mu.Unlock()
 		j.info("claimed", args...)
 		return nil
 	}

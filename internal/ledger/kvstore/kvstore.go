@@ -25,9 +25,8 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 
-	"github.com/graphops/worker/internal/retry"
-
 	"github.com/graphops/worker/internal/ledger"
+	"github.com/graphops/worker/internal/retry"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -190,10 +189,10 @@ func createBucket(ctx context.Context, js bucketCreator, cfg Config) (jetstream.
 		Storage:        jetstream.FileStorage,
 		LimitMarkerTTL: markerTTL,
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, kvc)
+	kv, err := createOrUpdate(ctx, js, kvc)
 	if errors.Is(err, jetstream.ErrLimitMarkerTTLNotSupported) {
 		kvc.LimitMarkerTTL = 0
-		kv, err = js.CreateOrUpdateKeyValue(ctx, kvc)
+		kv, err = createOrUpdate(ctx, js, kvc)
 		if err != nil {
 			return nil, false, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
 		}
@@ -203,6 +202,24 @@ func createBucket(ctx context.Context, js bucketCreator, cfg Config) (jetstream.
 		return nil, false, fmt.Errorf("kvstore: bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, true, nil
+}
+
+// createOrUpdate creates or updates the bucket, trying again a few times
+// when the server answers 500: a server that fails to set up a stream's
+// store (seen under load: "error creating store for stream") often
+// succeeds a moment later, and start-up should not fail for it.
+func createOrUpdate(ctx context.Context, js bucketCreator, kvc jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	var kv jetstream.KeyValue
+	err := retry.Do(ctx, retry.Policy{Initial: 100 * time.Millisecond, Max: time.Second, Tries: 4}, func(ctx context.Context) error {
+		var err error
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kvc)
+		var apiErr *jetstream.APIError
+		if err != nil && !(errors.As(err, &apiErr) && apiErr.Code == 500) {
+			return backoff.Permanent(err)
+		}
+		return err
+	})
+	return kv, err
 }
 
 // PerKeyTTL reports whether writes honour their ttl; when false (servers
