@@ -113,9 +113,13 @@ type fakeGraph struct {
 	delay       time.Duration
 	inFlight    int
 	maxInFlight int
+	onCall      func() // runs at each write call, before its answer
 }
 
 func (g *fakeGraph) next() error {
+	if g.onCall != nil {
+		g.onCall()
+	}
 	g.mu.Lock()
 	g.inFlight++
 	g.maxInFlight = max(g.maxInFlight, g.inFlight)

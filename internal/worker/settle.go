@@ -170,7 +170,9 @@ func (j *job) settleDeadLetter(reason dlq.Reason, description string) {
 			return j.claim.DeadLettered(ctx, string(reason), description)
 		}); err != nil {
 			j.logError("cannot record the dead letter in the ledger; handing the message back", "reason", reason, "err", err)
-			j.settleHandBack(handBack(j.p.cfg.BackoffMax, "ledger unavailable"))
+			// With the error, a last delivery is left to its lease rather
+			// than dead-lettered again (which would need the same ledger).
+			j.settleHandBack(Outcome{kind: kindHandBack, delay: j.p.cfg.BackoffMax, why: "ledger unavailable", err: err})
 			return
 		}
 	}

@@ -240,3 +240,20 @@ func TestTheClaimIsRenewedAcrossAThrottleWait(t *testing.T) {
 		}
 	})
 }
+
+// A last delivery whose dead letter cannot be recorded (the ledger is down)
+// is left to the broker, not dead-lettered again and again.
+func TestALastDeliveryThatCannotBeRecordedIsLeftAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, out, _ := newEventRig(t, worker.Config{})
+		r.graph.script = []error{rejected404()}
+		m := &fakeMsg{data: seed(t), delivery: 10, last: true}
+		// The claim is taken; the store goes down before the outcome.
+		r.graph.onCall = func() { r.store.Fail(errors.New("connection refused")) }
+		r.handle(m)
+		if m.acked != 0 || len(m.handedBack) != 0 || len(r.dead.entries) != 0 || len(out.events) != 0 {
+			t.Fatalf("acked %d, handed back %v, %d dead letters, %d events: want the message left to its lease",
+				m.acked, m.handedBack, len(r.dead.entries), len(out.events))
+		}
+	})
+}
