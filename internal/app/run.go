@@ -280,19 +280,11 @@ func openOutcomes(ctx context.Context, cfg *config.Config, js jetstream.JetStrea
 		return nil, func() {}, nil
 	}
 	if cfg.Source == "servicebus" {
-		cl, err := servicebus.NewClient(sbConfig(cfg))
+		snd, closeSnd, err := servicebus.OpenSender(sbConfig(cfg), cfg.SBOutcomes)
 		if err != nil {
 			return nil, nil, fmt.Errorf("SERVICEBUS_OUTCOMES: %w", err)
 		}
-		snd, err := cl.NewSender(cfg.SBOutcomes, nil)
-		if err != nil {
-			_ = cl.Close(ctx)
-			return nil, nil, fmt.Errorf("SERVICEBUS_OUTCOMES: %w", err)
-		}
-		return outcome.NewServiceBus(snd, cfg.SBOutcomes), func() {
-			_ = snd.Close(context.Background())
-			_ = cl.Close(context.Background())
-		}, nil
+		return outcome.NewServiceBus(snd, cfg.SBOutcomes), func() { _ = closeSnd(context.Background()) }, nil
 	}
 	p, err := outcome.NewJetStream(ctx, js, outcome.JetStreamConfig{Stream: cfg.OutcomeStream,
 		SubjectPrefix: cfg.OutcomePrefix, Replicas: cfg.JSReplicas})

@@ -340,19 +340,6 @@ func (s *Store) purge(ctx context.Context, before uint64) (uint64, error) {
 	return resp.Purged, nil
 }
 
-// count returns how many dead letters are stored and the stream's last
-// sequence.
-func (s *Store) count(ctx context.Context) (n, last uint64, err error) {
-	info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(s.filter))
-	if err != nil {
-		return 0, 0, fmt.Errorf("dlq: stream %s: %w", s.cfg.Stream, err)
-	}
-	for _, c := range info.State.Subjects {
-		n += c
-	}
-	return n, info.State.LastSeq, nil
-}
-
 // apiPrefix is the JetStream API prefix the client uses, "$JS.API." unless
 // it was created with an API prefix or a domain.
 func apiPrefix(o jetstream.JetStreamOptions) string {

@@ -17,8 +17,8 @@ import (
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/ledger/kvstore"
 	"github.com/graphops/worker/internal/ledger/redisstore"
+	"github.com/graphops/worker/internal/ledger/storetest"
 	"github.com/graphops/worker/internal/natsembed/natstest"
-	"github.com/redis/go-redis/v9"
 )
 
 // stores are the two ledgers `worker history` reads: JetStream KV (with
@@ -49,24 +49,7 @@ func stores(t *testing.T) map[string]ledger.Store {
 	}
 	t.Cleanup(func() {
 		_ = rs.Close()
-		c := redis.NewClient(&redis.Options{Addr: addr})
-		defer c.Close()
-		// SCAN, not KEYS, which would block a shared Redis while it walks
-		// every key.
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		var keys []string
-		iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		err := iter.Err()
-		if err == nil && len(keys) > 0 {
-			err = c.Del(ctx, keys...).Err()
-		}
-		if err != nil {
-			t.Errorf("removing the test's keys under %s: %v", prefix, err)
-		}
+		storetest.RemoveRedisPrefix(t, addr, prefix)
 	})
 	return map[string]ledger.Store{"jetstream": kv, "redis": rs}
 }

@@ -115,6 +115,18 @@ type Record struct {
 	Indexed bool `json:"indexed,omitempty"`
 }
 
+// heldByAnother returns the live claim of a command other than key that
+// holds the request at now, if any. It holds the request even when it is
+// this process's: two of its jobs must not call for one request at once.
+func (d RequestRecord) heldByAnother(key string, now time.Time) (Record, bool) {
+	for k, other := range d.Commands {
+		if k != key && other.holds(now) {
+			return other, true
+		}
+	}
+	return Record{}, false
+}
+
 // holds reports whether the record keeps its request closed at now: a
 // claim whose lease (or settle time) has not run out.
 func (r Record) holds(now time.Time) bool {
@@ -324,14 +336,9 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 			}
 			prev = &cur
 		}
-		for k, other := range doc.Commands {
-			// A live claim of another command holds the request; also one
-			// of this process: two of its jobs must not call for one
-			// request at once.
-			if k != id.Key && other.holds(now) {
-				decision, found, isNew = Busy, &Claim{l: l, Record: other}, false
-				return nil
-			}
+		if other, ok := doc.heldByAnother(id.Key, now); ok {
+			decision, found, isNew = Busy, &Claim{l: l, Record: other}, false
+			return nil
 		}
 		ndoc = ndoc.with(id.Key, next, now, l.cfg.Retention)
 		ndoc.Request = id.Request

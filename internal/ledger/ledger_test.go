@@ -15,8 +15,8 @@ import (
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/ledger/kvstore"
 	"github.com/graphops/worker/internal/ledger/redisstore"
+	"github.com/graphops/worker/internal/ledger/storetest"
 	"github.com/graphops/worker/internal/natsembed/natstest"
-	"github.com/redis/go-redis/v9"
 )
 
 // The ledger's rules run against both real backends: the same cases, the
@@ -59,31 +59,10 @@ func backends(t *testing.T) []backend {
 			}
 			t.Cleanup(func() {
 				_ = s.Close()
-				removeRedisPrefix(t, redisAddr, prefix)
+				storetest.RemoveRedisPrefix(t, redisAddr, prefix)
 			})
 			return s
 		}},
-	}
-}
-
-// removeRedisPrefix deletes the keys a test wrote under prefix (SCAN, not
-// KEYS: the Redis may be shared and large).
-func removeRedisPrefix(t *testing.T, addr, prefix string) {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	var keys []string
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	err := iter.Err()
-	if err == nil && len(keys) > 0 {
-		err = c.Del(ctx, keys...).Err()
-	}
-	if err != nil {
-		t.Errorf("removing the test's keys under %s: %v", prefix, err)
 	}
 }
 

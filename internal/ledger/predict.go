@@ -18,10 +18,8 @@ func (l *Ledger) Predict(ctx context.Context, id Identity, replay bool) (d Decis
 			return d, cur, true, nil
 		}
 	}
-	for k, other := range doc.Commands {
-		if k != id.Key && other.holds(now) {
-			return Busy, other, true, nil
-		}
+	if other, ok := doc.heldByAnother(id.Key, now); ok {
+		return Busy, other, true, nil
 	}
 	return Claimed, cur, ok, nil
 }

@@ -71,10 +71,9 @@ func newFakeClock() *fakeClock {
 }
 
 type fakeTimer struct {
-	c     *fakeClock
-	at    time.Time
-	ch    chan time.Time
-	fired bool
+	c  *fakeClock
+	at time.Time
+	ch chan time.Time
 }
 
 func (c *fakeClock) Now() time.Time {

@@ -38,7 +38,6 @@ func (j *job) logAt(level slog.Level, msg string, args ...any) {
 	_ = h.Handle(ctx, r) // as slog.Logger.Log: a line that cannot be written is dropped
 }
 
-func (j *job) debug(msg string, args ...any)    { j.logAt(slog.LevelDebug, msg, args...) }
 func (j *job) info(msg string, args ...any)     { j.logAt(slog.LevelInfo, msg, args...) }
 func (j *job) warn(msg string, args ...any)     { j.logAt(slog.LevelWarn, msg, args...) }
 func (j *job) logError(msg string, args ...any) { j.logAt(slog.LevelError, msg, args...) }

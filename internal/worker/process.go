@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -68,7 +69,7 @@ func (j *job) process() Outcome {
 func (j *job) enterGate() *Outcome {
 	ctx, cancel := j.ctx, func() {}
 	if j.mayHandBack() {
-		ctx, cancel = contextWithTimeout(j.ctx, j.p.cfg.HandbackAfter-j.p.Now().Sub(j.received))
+		ctx, cancel = context.WithTimeout(j.ctx, j.p.cfg.HandbackAfter-j.p.Now().Sub(j.received)) // already over when negative
 	}
 	defer cancel()
 	key := identityOf(j.cmd).Request

@@ -143,12 +143,6 @@ func (j *job) stopRenewing() {
 	j.cancel()
 }
 
-// contextWithTimeout is context.WithTimeout that treats d <= 0 as already
-// over.
-func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, max(d, 0))
-}
-
 // jitter is a random duration in [0, d).
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {

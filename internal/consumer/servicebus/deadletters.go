@@ -260,16 +260,6 @@ func (d *DeadLetters) scan(ctx context.Context, want map[uint64]bool, fn func(*a
 	return received, nil
 }
 
-// present returns the sequence numbers of the dead letters there now.
-func (d *DeadLetters) present(ctx context.Context) (map[uint64]bool, error) {
-	want := map[uint64]bool{}
-	err := d.each(ctx, func(rm *azservicebus.ReceivedMessage) error {
-		want[seqOf(rm)] = true
-		return nil
-	})
-	return want, err
-}
-
 // each peeks through the sub-queue in pages, in sequence order.
 func (d *DeadLetters) each(ctx context.Context, fn func(*azservicebus.ReceivedMessage) error) error {
 	from := int64(1)

@@ -11,9 +11,9 @@ import (
 // Publisher sends commands to the entity (the topic, for a subscription):
 // `worker submit` on Service Bus.
 type Publisher struct {
-	cfg    Config
-	client *azservicebus.Client
-	send   *azservicebus.Sender
+	cfg   Config
+	send  *azservicebus.Sender
+	close func(context.Context) error
 }
 
 // NewPublisher validates cfg and opens a sender to the entity. Nothing is
@@ -22,16 +22,27 @@ func NewPublisher(cfg Config) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("servicebus config: %w", err)
 	}
-	cl, err := newClient(cfg)
+	send, closeSend, err := OpenSender(cfg, cfg.sendTarget())
 	if err != nil {
 		return nil, err
 	}
-	send, err := cl.NewSender(cfg.sendTarget(), nil)
+	return &Publisher{cfg: cfg, send: send, close: closeSend}, nil
+}
+
+// OpenSender opens a client of cfg's namespace (connection string or
+// azidentity) and a sender to entity, which need not be cfg's: the worker
+// also sends outcome events (SERVICEBUS_OUTCOMES). closeAll closes both.
+func OpenSender(cfg Config, entity string) (send *azservicebus.Sender, closeAll func(context.Context) error, err error) {
+	cl, err := newClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	send, err = cl.NewSender(entity, nil)
 	if err != nil {
 		_ = cl.Close(context.Background())
-		return nil, fmt.Errorf("servicebus: sender to %s: %w", cfg.sendTarget(), err)
+		return nil, nil, fmt.Errorf("servicebus: sender to %s: %w", entity, err)
 	}
-	return &Publisher{cfg: cfg, client: cl, send: send}, nil
+	return send, func(ctx context.Context) error { return errors.Join(send.Close(ctx), cl.Close(ctx)) }, nil
 }
 
 // Target is where Publish sends: the queue, or the topic.
@@ -55,6 +66,4 @@ func (p *Publisher) Publish(ctx context.Context, body []byte, sessionID string) 
 }
 
 // Close closes the sender and the client.
-func (p *Publisher) Close(ctx context.Context) error {
-	return errors.Join(p.send.Close(ctx), p.client.Close(ctx))
-}
+func (p *Publisher) Close(ctx context.Context) error { return p.close(ctx) }

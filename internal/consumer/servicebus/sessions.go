@@ -19,9 +19,6 @@ import (
 const (
 	sessionWait = time.Second
 	acceptWait  = 2 * time.Second
-	// sessionMargin is the session lock an idle session must have left,
-	// beyond sessionWait, to be asked for its next message.
-	sessionMargin = 500 * time.Millisecond
 )
 
 // session is an accepted Service Bus session: its receiver holds the

@@ -53,33 +53,9 @@ func factory(addr string) storetest.Factory {
 			}
 		})
 		if !o.Attach {
-			t.Cleanup(func() { removePrefix(t, addr, prefix) })
+			t.Cleanup(func() { storetest.RemoveRedisPrefix(t, addr, prefix) })
 		}
 		return s
-	}
-}
-
-// removePrefix deletes every key under prefix. SCAN walks the whole
-// keyspace: a shared Redis holding a benchmark's keys (hundreds of
-// thousands, for an hour) takes more than 10 s to walk on a busy machine.
-func removePrefix(t testing.TB, addr, prefix string) {
-	c := redis.NewClient(&redis.Options{Addr: addr})
-	defer c.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
-	}
-	if err := iter.Err(); err != nil {
-		t.Errorf("listing keys under %s: %v", prefix, err)
-		return
-	}
-	if len(keys) > 0 {
-		if err := c.Del(ctx, keys...).Err(); err != nil {
-			t.Errorf("deleting keys under %s: %v", prefix, err)
-		}
 	}
 }
 
@@ -104,7 +80,7 @@ func TestStoreChild(t *testing.T) {
 func TestRevisionsStayAboveEarlierOnesWhenTheCounterIsLost(t *testing.T) {
 	addr := redisAddr(t)
 	prefix := "graphops:storetest:" + storetest.NewName() + ":"
-	t.Cleanup(func() { removePrefix(t, addr, prefix) })
+	t.Cleanup(func() { storetest.RemoveRedisPrefix(t, addr, prefix) })
 	s, err := redisstore.New(t.Context(), redisstore.Config{Addr: addr, Prefix: prefix})
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +102,7 @@ func TestRevisionsStayAboveEarlierOnesWhenTheCounterIsLost(t *testing.T) {
 		}
 	}
 	// Redis loses everything under the prefix, the counter included.
-	removePrefix(t, addr, prefix)
+	storetest.RemoveRedisPrefix(t, addr, prefix)
 	rev2, err := s.Create(t.Context(), "k", []byte("v2"), 0)
 	if err != nil {
 		t.Fatal(err)
@@ -205,7 +181,7 @@ func TestConfigValidate(t *testing.T) {
 func BenchmarkStore(b *testing.B) {
 	addr := redisAddr(b)
 	prefix := "graphops:storetest:" + storetest.NewName() + ":"
-	b.Cleanup(func() { removePrefix(b, addr, prefix) })
+	b.Cleanup(func() { storetest.RemoveRedisPrefix(b, addr, prefix) })
 	s, err := redisstore.New(b.Context(), redisstore.Config{Addr: addr, Prefix: prefix, Retention: time.Hour})
 	if err != nil {
 		b.Fatal(err)
