@@ -38,7 +38,9 @@
 // InitialWindow calls in flight, one more for each success (the window
 // doubles every round trip and is gone after 64 calls or 10s), so that a
 // backlog of thousands does not hit Graph at once and the first throttle
-// costs a few 429s, not the fleet's whole concurrency.
+// costs a few 429s, not the fleet's whole concurrency. Against a slow Graph
+// (answers take 50ms or more) it grows four-fold every round trip: each
+// round trip costs what Graph would have answered in it.
 //
 // The gate. A throttle closes the gate until now+Retry-After at once in
 // this process, and in the fleet at its next sync: no call of the
@@ -68,11 +70,11 @@
 //     first paced seconds, and that throttle's estimate (a full bucket
 //     drained at a steady rate) cuts, at most as deep as Decrease, since
 //     calls that reach a small bucket bunched drain it under a right
-//     guess too; a low one is found by the probe. Against a slow Graph
-//     (the throttle came back 50ms or more after its call left) the guess
-//     starts at half and reaches the whole a second after the gate opens:
-//     there every throttle costs a round trip of calls answered 429, and
-//     the calls that wake together at the opening reach Graph bunched. A guess more than
+//     guess too; a low one is found by the probe. A success answered
+//     while the gate is closed counts only if its call left with the
+//     throttled one: against a slow Graph the slow start sends its next
+//     window as the throttle comes back, and what of it succeeds is
+//     Graph's refill, not its burst. A guess more than
 //     OpenAbove too low (Graph's bucket holds much less than a tenth of a
 //     second of its rate) lets the probe open the pacer: the fleet then
 //     remembers that guesses fail against this Graph and ramps after
@@ -82,7 +84,7 @@
 //     Successes spread over more than a quarter of a second show a rate,
 //     not a bucket: then the fleet rate starts at them, per second, and
 //     grows RampGrowth fold every second until the next throttle.
-//     Against a slow Graph the slow start's window doubles once per round
+//     Against a slow Graph the slow start's window grows once per round
 //     trip, so the burst's successes come spread over several round
 //     trips: up to four round trips of the measured latency are taken off
 //     their span before it is compared with a quarter of a second (a ramp

@@ -54,21 +54,11 @@ type Curve struct {
 	Hold time.Duration `json:"hold,omitempty"`
 	// Cut is when the throttle that set this law was answered.
 	Cut time.Time `json:"cut,omitzero"`
-	// WarmUp (a guess against a slow Graph) is how long the rate takes to
-	// rise from half to whole after From.
-	WarmUp time.Duration `json:"warmUp,omitempty"`
 }
 
-// warmUp is how long a guess's rate takes to rise from half to whole after
-// its gate opens, when Graph answers in warmLatency or more: a throttle
-// then costs a round trip of calls answered 429. Against a faster Graph it
-// costs few, and the warm-up would cost more than it saves (a quarter of a
-// second of R against a 15s backlog at zero latency, measured: 0.916 R
-// instead of 0.93; at 300ms 2.5s saved, 429s 4-5 % instead of 7 %).
-const (
-	warmUp      = time.Second
-	warmLatency = 50 * time.Millisecond
-)
+// slowGraph is the round trip from which Graph counts as slow: the slow
+// start's doubling per round trip then takes seconds (issue 15).
+const slowGraph = 50 * time.Millisecond
 
 // rampOpenFactor: a ramp that grew this far without a throttle means Graph
 // is not limiting at all any more.
@@ -97,18 +87,6 @@ func (l law) rate(c Curve, t time.Time) float64 {
 		return f
 	case ModeHold:
 		f := c.Rate
-		if w := t.Sub(c.From); c.WarmUp > 0 && w < c.WarmUp {
-			// The first paced second after the start-up's throttle
-			// against a slow Graph (Curve.WarmUp): every replica's
-			// waiting calls wake at once as the gate opens, and on a
-			// loaded machine calls that leave on time reach Graph bunched
-			// while the processes catch up; Graph's bucket, full but
-			// small (10 calls at 100/s), forgives little of it, and each
-			// throttle costs a round trip of 429s (30 at 100/s and
-			// 300ms). Half the guess at the opening, all of it WarmUp
-			// later: half of WarmUp of the rate, once.
-			f *= 0.5 + 0.5*max(0, w.Seconds())/c.WarmUp.Seconds()
-		}
 		if x := t.Sub(c.From) - c.Hold; x > 0 {
 			s := x.Seconds() / l.probeScale.Seconds()
 			f *= 1 + s*s*s
@@ -342,11 +320,7 @@ const guessHoldShare = 0.5
 // it).
 func (l law) rebase(st *FleetState) {
 	if b := burstOf(st, st.Curve.Cut); b.calls > 0 {
-		warm := st.Curve.WarmUp
 		st.Curve = l.afterOpen(b, st.Curve.Cut, st.Curve.From, st.Curve.NoGuess)
-		if st.Curve.Guess {
-			st.Curve.WarmUp = warm
-		}
 	}
 }
 

@@ -203,6 +203,7 @@ type Pacer struct {
 	burst        float64
 	burstSpan    float64 // seconds
 	burstAt      time.Time
+	burstSent    time.Time   // departure of the call whose throttle ended the open phase
 	okAt         []time.Time // answers of the successes of the last second, oldest first
 	bucket       float64     // the share of Graph's bucket okAt shows (bucketShare)
 
@@ -266,7 +267,7 @@ func (p *Pacer) Succeeded() {
 	now := p.clock.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.landLocked(now)
+	sent := p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) {
 		p.successes.add(now)
 		p.noteSuccessLocked(now)
@@ -275,16 +276,26 @@ func (p *Pacer) Succeeded() {
 		}
 		if p.slowStartLocked(now) {
 			p.window++
+			if p.latency >= slowGraph {
+				// Each doubling costs a round trip that Graph, at its
+				// limit, would have answered R × latency calls in.
+				p.window += slowGraphGrowth - 2
+			}
 			p.signalLocked()
 		}
 		return
 	}
-	if c := p.view.Curve; p.burstTaken && c.fromBurst() && now.Before(c.From) && c.Cut.Sub(p.burstAt).Abs() <= burstMatch {
+	if c := p.view.Curve; p.burstTaken && c.fromBurst() && now.Before(c.From) && c.Cut.Sub(p.burstAt).Abs() <= burstMatch &&
+		p.leftWithBurstLocked(sent) {
 		// A success answered while the gate that ended the open phase is
-		// closed left before the throttle: it belongs to Graph's burst.
-		// Answers overtake each other, and a burst counted short makes
-		// the law start low (a call short is a tenth of a second of
-		// Graph's rate short) and every estimate after it wrong.
+		// closed, of a call that left with the throttled one, belongs to
+		// Graph's burst. Answers overtake each other, and a burst counted
+		// short makes the law start low (a call short is a tenth of a
+		// second of Graph's rate short) and every estimate after it
+		// wrong. A call that left later (against a slow Graph the slow
+		// start sends its next window as the throttle is answered)
+		// succeeded on Graph's refill: counted, it doubled the guess and
+		// spent a second throttle on refuting it (issue 15).
 		p.burst++
 		p.burstSpan = p.spanLocked(now)
 		p.noteSuccessLocked(now)
@@ -318,9 +329,12 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	}
 	now := p.clock.Now()
 	p.mu.Lock()
-	p.landLocked(now)
+	sent := p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) && !p.burstTaken {
 		p.takeBurstLocked(now, now)
+		if !sent.IsZero() {
+			p.burstSent = sent
+		}
 	}
 	p.seq++
 	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter),
@@ -400,19 +414,54 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 }
 
 // landLocked notes an outcome at now: the oldest call in flight landed
-// (outcomes come back about in departure order), a latency sample.
-func (p *Pacer) landLocked(now time.Time) {
+// (outcomes come back about in departure order), a latency sample. It
+// returns that departure, zero when none was in flight.
+func (p *Pacer) landLocked(now time.Time) time.Time {
 	if len(p.flight) == 0 {
-		return
+		return time.Time{}
 	}
-	d := now.Sub(p.flight[0])
+	sent := p.flight[0]
+	d := now.Sub(sent)
 	p.flight = p.flight[1:]
 	if p.latency == 0 {
 		p.latency = d
 	} else {
 		p.latency += (d - p.latency) / 8
 	}
+	return sent
 }
+
+// leftWithBurstLocked reports whether a call that left at sent left with
+// the one whose throttle ended the open phase, or before it: within
+// burstSlack of the latency (departures are matched to answers in order,
+// and calls of one slow-start window leave together). A call not known to
+// have left (zero) is not counted.
+func (p *Pacer) leftWithBurstLocked(sent time.Time) bool {
+	if sent.IsZero() {
+		return false
+	}
+	slack := max(minBurstSlack, time.Duration(float64(p.latency)*burstSlackShare))
+	return !sent.After(p.burstSent.Add(slack))
+}
+
+// slowGraphGrowth is how many fold the slow start's window grows per round
+// trip against a slow Graph (an answer took slowGraph or more): each
+// success adds slowGraphGrowth-1 calls instead of one. In the simulation of
+// issue 15 (TestSlowGraphShortBacklog, 300ms), at 100 writes/s 1,500
+// commands took 17.2s with four-fold (0.40 % answered 429), 17.95s with
+// doubling, 16.9s with a window of 16 at once; but at 20 writes/s (a bucket
+// of two calls) the 429s of the start-up's throttle, the window's calls
+// over Graph's burst, were 0.66 % of 300 with four-fold and 4.5 % with 16
+// at once.
+const slowGraphGrowth = 4
+
+// A late success counts in the burst when it left no later than
+// burstSlackShare of the latency (at least minBurstSlack) after the
+// throttled call.
+const (
+	burstSlackShare = 0.1
+	minBurstSlack   = 2 * time.Millisecond
+)
 
 // takeBurstLocked measures this replica's share of Graph's burst at the
 // throttle that ends the open phase, answered at `at` (now is the present).
@@ -420,6 +469,7 @@ func (p *Pacer) takeBurstLocked(at, now time.Time) {
 	p.burstTaken = true
 	p.burst = float64(p.successes.sum(now))
 	p.burstAt = at
+	p.burstSent = at.Add(-p.latency) // Throttled corrects it with the call's own departure
 	// The successes count Graph's refill while they were sent: from the
 	// first answer to the throttle's (answers lag departures alike).
 	p.burstSpan = p.spanLocked(at)
@@ -514,10 +564,6 @@ func (p *Pacer) applyEvent(st *FleetState, e event) bool {
 	st.Curve = p.law.cut(st.Curve, drained, e.until, burstOf(st, e.at), p.capsOf(st, alive, e.self))
 	st.Curve.Cut = e.at
 	st.Until = e.until
-	if st.Curve.Guess && e.sent.Add(warmLatency).Before(e.at) {
-		// The throttle came back a slow round trip after its call left.
-		st.Curve.WarmUp = warmUp
-	}
 	return true
 }
 

@@ -557,38 +557,66 @@ func TestConfigValidate(t *testing.T) {
 	})
 }
 
-func TestAGuessAgainstASlowGraphWarmsUp(t *testing.T) {
+func TestALateSuccessCountsInTheBurstOnlyIfItLeftWithTheThrottledCall(t *testing.T) {
+	clock := newFakeClock()
+	p := mustNew(pacer.Config{Operation: op, Clock: clock, Rand: func() float64 { return 0 }, InitialWindow: 6})
+	leave := func(n int) {
+		for range n {
+			if _, ok := p.Reserve().Ready(); !ok {
+				t.Fatal("a call of the slow start's window was held")
+			}
+		}
+	}
+	// Six calls leave at once; Graph answers in 300ms, lets five through
+	// (a bucket of 5, the guess 50/s) and throttles the sixth.
+	leave(6)
+	clock.Advance(300 * time.Millisecond)
+	for range 4 {
+		p.Succeeded()
+	}
+	leave(4) // the slow start sends its next calls as the answers come
+	p.Throttled(time.Second)
+	clock.Advance(time.Millisecond)
+	p.Succeeded() // the fifth, overtaken by the throttle: Graph's burst
+	clock.Advance(300 * time.Millisecond)
+	for range 4 {
+		p.Succeeded() // left after the throttled call: Graph's refill
+	}
+	clock.Advance(time.Second)
+	want := 50 * (1 - pacer.DefaultMargin)
+	if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
+		t.Errorf("FleetRate() after the gate = %v, want %v (the guess from a bucket of 5)", got, want)
+	}
+}
+
+func TestSlowStartGrowsFourFoldAgainstASlowGraph(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		latency time.Duration
-		atGate  float64 // share of the guess at the gate's opening
+		window  int // after one round trip of a window of 2
 	}{
-		{"answers in 300ms: half the guess at the opening", 300 * time.Millisecond, 0.5},
-		{"answers at once: the whole guess", time.Millisecond, 1},
+		{"answers in 300ms", 300 * time.Millisecond, 8},
+		{"answers at once", time.Millisecond, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
-			p := mustNew(pacer.Config{Operation: op, Clock: clock, Rand: func() float64 { return 0 }, InitialWindow: 6})
-			// Six calls leave at once; a latency later Graph has let 5
-			// through (a bucket of 5) and throttled the sixth.
-			for range 6 {
+			p := mustNew(pacer.Config{Operation: op, Clock: clock, InitialWindow: 2})
+			for range 2 {
 				if _, ok := p.Reserve().Ready(); !ok {
 					t.Fatal("a call of the initial window was held")
 				}
 			}
 			clock.Advance(tc.latency)
-			for range 5 {
-				p.Succeeded()
+			p.Succeeded()
+			p.Succeeded()
+			left := 0
+			for range 20 {
+				if _, ok := p.Reserve().Ready(); ok {
+					left++
+				}
 			}
-			p.Throttled(time.Second)
-			clock.Advance(time.Second)
-			want := 50 * (1 - pacer.DefaultMargin)
-			if got := p.FleetRate(); math.Abs(got-tc.atGate*want) > 0.01 {
-				t.Errorf("FleetRate() at the gate = %v, want %v", got, tc.atGate*want)
-			}
-			clock.Advance(time.Second)
-			if got := p.FleetRate(); math.Abs(got-want) > 0.01 {
-				t.Errorf("FleetRate() a second after the gate = %v, want the guess %v", got, want)
+			if left != tc.window {
+				t.Errorf("%d calls left after a round trip, want a window of %d", left, tc.window)
 			}
 		})
 	}
