@@ -457,10 +457,13 @@ const slowGraphGrowth = 4
 
 // A late success counts in the burst when it left no later than
 // burstSlackShare of the latency (at least minBurstSlack) after the
-// throttled call.
+// throttled call. Against a fast Graph on a loaded machine the answers of
+// one burst come back several milliseconds apart and out of order: with a
+// slack of 2ms, 2 of 3 runs of three replicas at zero latency guessed 90
+// instead of 100.
 const (
 	burstSlackShare = 0.1
-	minBurstSlack   = 2 * time.Millisecond
+	minBurstSlack   = 25 * time.Millisecond
 )
 
 // takeBurstLocked measures this replica's share of Graph's burst at the
