@@ -36,7 +36,7 @@
 // Open. Before the first throttle there is no rate limit: Reserve takes
 // every call at once. A fresh process only has a slow start: at most
 // InitialWindow calls in flight, one more for each success (the window
-// doubles every round trip and is gone after 64 calls or 10s), so that a
+// doubles every round trip and is gone after 1,024 calls or 10s), so that a
 // backlog of thousands does not hit Graph at once and the first throttle
 // costs a few 429s, not the fleet's whole concurrency. Against a slow Graph
 // (answers take 50ms or more) it grows four-fold every round trip: each

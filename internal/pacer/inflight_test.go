@@ -51,9 +51,9 @@ func TestInFlightWhileOpen(t *testing.T) {
 	if got := p.InFlight(); got != 2 {
 		t.Fatalf("InFlight() of a fresh pacer = %v, want 2 (twice the slow start's window of 1)", got)
 	}
-	// The window grows by one per success until 64 calls are in flight,
-	// and the slow start ends.
-	for range 64 {
+	// The window grows by one per success until 1,024 calls are in
+	// flight, and the slow start ends.
+	for range 1024 {
 		r := p.Reserve()
 		if _, ok := r.Ready(); !ok {
 			// The window is full: land the oldest call.
@@ -63,7 +63,7 @@ func TestInFlightWhileOpen(t *testing.T) {
 			}
 		}
 	}
-	for range 64 {
+	for range 1024 {
 		p.Succeeded()
 	}
 	if got := p.InFlight(); !math.IsInf(got, 1) {

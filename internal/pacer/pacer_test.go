@@ -55,8 +55,9 @@ func mustSync(t *testing.T, ps ...*pacer.Pacer) {
 func TestOpenPacerLetsEveryCallLeaveAtOnce(t *testing.T) {
 	clock := newFakeClock()
 	p := newPacer(clock, nil, "a", 0)
-	// The slow start: one call in flight, one more per success.
-	for i := range 64 {
+	// The slow start: one call in flight, one more per success, until
+	// 1,024.
+	for i := range 1024 {
 		r := p.Reserve()
 		if d := r.Delay(); d != 0 {
 			t.Fatalf("call %d of the slow start: Delay %v, want 0", i, d)

@@ -643,6 +643,7 @@ func TestSlowGraphShortBacklog(t *testing.T) {
 		{100, 3, 2 * time.Millisecond, 0, 0},
 		{20, 1, 300 * time.Millisecond, 0, 1},
 		{500, 1, 300 * time.Millisecond, 0, 2},
+		{100, 1, 300 * time.Millisecond, 150 * time.Millisecond, 1.5},
 	} {
 		t.Run(fmt.Sprintf("R=%v N=%d latency %v+%v", tc.limit, tc.replicas, tc.latency, 2*tc.jitter), func(t *testing.T) {
 			t.Parallel()
@@ -656,10 +657,13 @@ func TestSlowGraphShortBacklog(t *testing.T) {
 				share := float64(throttled) / float64(n+throttled)
 				t.Logf("seed %d: %d applied in %.2fs (target %.2fs), %d 429s (%.2f %%)", seed, n, took, target, throttled, 100*share)
 				maxShare := 0.02
-				if tc.limit == 500 {
-					// The slow start's last window (64 calls) ends in the
-					// first throttle: 206 of 7,500 calls.
-					maxShare = 0.03
+				if tc.jitter > 0 {
+					// Not met (issue 15): calls paced just under Graph's
+					// rate reach a bucket of 10 calls with up to 300ms of
+					// random delay, bunched enough to drain it now and
+					// then; 18.5-22s and 4-5 % answered 429 here. The
+					// bound guards against worse.
+					maxShare, tc.slack = 0.06, 6
 				}
 				if took > target+tc.slack || share > maxShare {
 					t.Errorf("seed %d: %d applied in %.2fs (want <= %.2fs + %.1fs), %.2f %% answered 429 (want <= %.0f %%): %s",
