@@ -163,14 +163,13 @@ func (r Record) SameCommand(id Identity) bool { return r.Source == id.Source && 
 // KeyOf derives a store key from the parts of an identity. Hashing keeps
 // arbitrary ids inside the store's key alphabet and length.
 func KeyOf(kind string, parts ...string) string {
-	h := sha256.New()
+	b := make([]byte, 0, 256)
 	for _, p := range parts {
-		h.Write([]byte(strconv.Itoa(len(p))))
-		h.Write([]byte{':'})
-		h.Write([]byte(p))
-		h.Write([]byte{';'})
+		b = append(strconv.AppendInt(b, int64(len(p)), 10), ':')
+		b = append(append(b, p...), ';')
 	}
-	return kind + "." + hex.EncodeToString(h.Sum(nil)[:20])
+	sum := sha256.Sum256(b)
+	return kind + "." + hex.EncodeToString(sum[:20])
 }
 
 // RequestKey is the store key of a request's record.

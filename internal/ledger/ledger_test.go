@@ -681,3 +681,20 @@ func runHistoryCases(t *testing.T, b backend) {
 		}
 	})
 }
+
+// Keys are where existing records sit: a change of KeyOf's hashing would
+// orphan every record a ledger keeps. These are the keys of the first
+// release.
+func TestKeyOfKeepsItsKeys(t *testing.T) {
+	long := strings.Repeat("é", 300)
+	for _, tt := range []struct{ got, want string }{
+		{ledger.KeyOf("callout", "0e60f18c-b2a0-4887-9da8-da2e30a39d99", "957d0c50-466b-4840-bb5b-c92cea7141ff"), "callout.844cb43361b35cf5472744079d4c907adab07070"},
+		{ledger.RequestKey("resume:0e60f18c-b2a0-4887-9da8-da2e30a39d99"), "request.cb1561d379b616b9bd3a41bc187027eb97d67adf"},
+		{ledger.KeyOf("x"), "x.e3b0c44298fc1c149afbf4c8996fb92427ae41e4"},
+		{ledger.KeyOf("cmd", "urn:a", long), "cmd.d5bb5cfe2fbded29b9177e50020440e1c7647930"},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("key %s, want %s", tt.got, tt.want)
+		}
+	}
+}

@@ -15,11 +15,12 @@ import (
 // the message, the delivery, the command and its request id. Never a token
 // or a body.
 
-// describe adds key-value pairs to every later log line of the job.
+// describe adds key-value pairs to every later log line of the job, made
+// into attributes once rather than on every line.
 func (j *job) describe(args ...any) {
 	j.mu.Lock() // a renewal's line may be written beside the job's
 	defer j.mu.Unlock()
-	j.logAttrs = append(j.logAttrs, args...)
+	j.logAttrs = append(j.logAttrs, slog.Group("", args...).Value.Group()...)
 }
 
 // logAt writes one log line with the job's attributes and then args, if
@@ -33,7 +34,7 @@ func (j *job) logAt(level slog.Level, msg string, args ...any) {
 		return
 	}
 	r := slog.NewRecord(time.Now(), level, msg, 0)
-	r.Add(j.logAttrs...)
+	r.AddAttrs(j.logAttrs...)
 	r.Add(args...)
 	_ = h.Handle(ctx, r) // as slog.Logger.Log: a line that cannot be written is dropped
 }

@@ -25,7 +25,7 @@ func (j *job) process() Outcome {
 		}
 		j.setType(ce.Type)
 		j.unparsed = ce
-		j.describe("type", ce.Type, "command_id", ce.ID, "source", ce.Source, "request_id", ce.RequestID)
+		j.describe("type", string(ce.Type), "command_id", ce.ID, "source", ce.Source, "request_id", ce.RequestID)
 		j.info("received")
 		reason := dlq.ReasonInvalidMessage
 		if ce.Reason == command.ReasonValidationFailed {
@@ -39,7 +39,7 @@ func (j *job) process() Outcome {
 	}
 	j.cmd = cmd
 	j.setType(cmd.Type)
-	j.describe("type", cmd.Type, "command_id", cmd.ID, "source", cmd.Source, "request_id", cmd.RequestID())
+	j.describe("type", string(cmd.Type), "command_id", cmd.ID, "source", cmd.Source, "request_id", cmd.RequestID())
 	j.replay = j.m.Header(dlq.HeaderReplay) != ""
 	if j.replay {
 		j.info("received", "replay_of_dead_letter", j.m.Header(dlq.HeaderReplay))
@@ -72,7 +72,7 @@ func (j *job) enterGate() *Outcome {
 		ctx, cancel = context.WithTimeout(j.ctx, j.p.cfg.HandbackAfter-j.p.Now().Sub(j.received)) // already over when negative
 	}
 	defer cancel()
-	key := identityOf(j.cmd).Request
+	key := ledger.RequestOf(string(j.cmd.Type), j.cmd.RequestID())
 	if j.p.requests.Held(key) {
 		j.info("waiting", "wait", "busy", "why", "request id busy in this process: queued behind the command before it")
 	}

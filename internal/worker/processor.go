@@ -183,7 +183,7 @@ type job struct {
 	cmd      *command.Command
 	replay   bool
 	// logAttrs describe the job in every log line (logAt).
-	logAttrs []any
+	logAttrs []slog.Attr
 	// ctx ends when the worker drains or the job's claim is lost: waits
 	// end with it, calls do not.
 	ctx    context.Context
@@ -212,7 +212,7 @@ type job struct {
 
 func newJob(p *Processor, m consumer.Message) *job {
 	j := &job{p: p, m: m, received: p.Now(), typ: command.TypeUnknown,
-		logAttrs: []any{"message", m.ID(), "delivery", m.Delivery()}}
+		logAttrs: []slog.Attr{slog.String("message", m.ID()), slog.Int("delivery", m.Delivery())}}
 	j.ctx, j.cancel = context.WithCancel(p.drain)
 	j.startRenewing()
 	return j
