@@ -98,9 +98,6 @@ func TestPurgeAsksUnlessYes(t *testing.T) {
 }
 
 func TestSubmitPublishesToServiceBusWithTheRequestIDAsSessionID(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs the Service Bus stand-in")
-	}
 	emu := sbemu.Start(t)
 	emu.CreateQueue("plain", sbemu.Entity{})
 	emu.CreateQueue("ordered", sbemu.Entity{RequiresSession: true})

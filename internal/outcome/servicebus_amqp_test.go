@@ -13,9 +13,6 @@ import (
 // stand-in: a plain queue and a session-enabled one both take the event,
 // with the docs/SPEC.md §9 MessageId, content type and SessionId.
 func TestServiceBusPublishesTheEventOnAQueueWithOrWithoutSessions(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: the Service Bus stand-in")
-	}
 	emu := sbemu.Start(t)
 	emu.CreateQueue("outcomes", sbemu.Entity{})
 	emu.CreateQueue("outcomes-sessions", sbemu.Entity{RequiresSession: true})

@@ -256,7 +256,7 @@ func (p *Pacer) adoptLocked(st FleetState, rep report) {
 		// none. Otherwise the fleet scales the shares it has up to every
 		// member, and a replica that joined late, or had sent nothing
 		// yet, makes Graph's burst look larger than it is.
-		p.takeBurstLocked(c.Cut, now)
+		p.takeBurstLocked(c.Cut, time.Time{}, now)
 	}
 	alive := members(&p.view)
 	p.members = max(1, len(alive))

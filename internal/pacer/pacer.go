@@ -331,10 +331,7 @@ func (p *Pacer) Throttled(retryAfter time.Duration) {
 	p.mu.Lock()
 	sent := p.landLocked(now)
 	if math.IsInf(p.fleetRateLocked(now), 1) && !p.burstTaken {
-		p.takeBurstLocked(now, now)
-		if !sent.IsZero() {
-			p.burstSent = sent
-		}
+		p.takeBurstLocked(now, sent, now)
 	}
 	p.seq++
 	e := event{seq: p.seq, at: now, sent: now.Add(-p.latency), until: now.Add(retryAfter),
@@ -467,12 +464,16 @@ const (
 )
 
 // takeBurstLocked measures this replica's share of Graph's burst at the
-// throttle that ends the open phase, answered at `at` (now is the present).
-func (p *Pacer) takeBurstLocked(at, now time.Time) {
+// throttle that ends the open phase, answered at `at`, its call sent at
+// `sent` (zero when unknown: the fleet told of it; now is the present).
+func (p *Pacer) takeBurstLocked(at, sent, now time.Time) {
 	p.burstTaken = true
 	p.burst = float64(p.successes.sum(now))
 	p.burstAt = at
-	p.burstSent = at.Add(-p.latency) // Throttled corrects it with the call's own departure
+	p.burstSent = sent
+	if sent.IsZero() {
+		p.burstSent = at.Add(-p.latency) // learnt from the fleet: about a round trip before
+	}
 	// The successes count Graph's refill while they were sent: from the
 	// first answer to the throttle's (answers lag departures alike).
 	p.burstSpan = p.spanLocked(at)

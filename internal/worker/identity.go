@@ -16,7 +16,7 @@ import (
 // applied.
 func identityOf(c *command.Command) ledger.Identity {
 	id := ledger.Identity{Source: c.Source, ID: c.ID, BodyHash: c.BodyHash,
-		Request: ledger.RequestOf(string(c.Type), c.RequestID())}
+		Request: requestOf(c)}
 	switch c.Type {
 	case command.TypeResume:
 		id.Key = ledger.KeyOf("callout", strings.ToLower(c.Resume.AssignmentRequestID), strings.ToLower(c.Resume.StageInstanceID))
@@ -24,6 +24,12 @@ func identityOf(c *command.Command) ledger.Identity {
 		id.Key = ledger.KeyOf("cmd", c.Source, c.ID)
 	}
 	return id
+}
+
+// requestOf is the request a command acts on: the key of the in-process
+// gate and of the ledger's serialization.
+func requestOf(c *command.Command) string {
+	return ledger.RequestOf(string(c.Type), c.RequestID())
 }
 
 // callOf describes the Graph call of a command, for dry runs and logs: the

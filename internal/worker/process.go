@@ -72,7 +72,7 @@ func (j *job) enterGate() *Outcome {
 		ctx, cancel = context.WithTimeout(j.ctx, j.p.cfg.HandbackAfter-j.p.Now().Sub(j.received)) // already over when negative
 	}
 	defer cancel()
-	key := ledger.RequestOf(string(j.cmd.Type), j.cmd.RequestID())
+	key := requestOf(j.cmd)
 	if j.p.requests.Held(key) {
 		j.info("waiting", "wait", "busy", "why", "request id busy in this process: queued behind the command before it")
 	}

@@ -16,9 +16,6 @@ import (
 // backlog_test.go): scheduled messages are skipped, a locked message still
 // counts, and a completed one no longer does.
 func TestPeekOldestThroughTheSDK(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: the Service Bus stand-in")
-	}
 	emu := sbemu.Start(t)
 	emu.CreateQueue("commands", sbemu.Entity{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -65,10 +65,13 @@ type Emulator struct {
 }
 
 // Start runs the stand-in on free loopback ports and stops it when the test
-// ends. It fails the test with an install hint if python3-qpid-proton is
-// missing.
+// ends. It skips the test under -short (it starts a process), and fails it
+// with an install hint if python3-qpid-proton is missing.
 func Start(t testing.TB) *Emulator {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: the Service Bus stand-in (not under -short)")
+	}
 	e := &Emulator{t: t}
 	if err := e.start(0, 0); err != nil {
 		t.Fatal(err)

@@ -16,9 +16,6 @@ import (
 
 func setup(t *testing.T) (*sbemu.Emulator, *azservicebus.Client, context.Context) {
 	t.Helper()
-	if testing.Short() {
-		t.Skip("integration test: starts the stand-in and drives it through the SDK")
-	}
 	emu := sbemu.Start(t)
 	cl, err := azservicebus.NewClientFromConnectionString(emu.ConnectionString(), &azservicebus.ClientOptions{
 		RetryOptions: azservicebus.RetryOptions{MaxRetries: 2, RetryDelay: 50 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond},
