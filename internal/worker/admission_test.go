@@ -1,7 +1,6 @@
 package worker_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -15,7 +14,7 @@ func TestAdmissionFollowsThePacers(t *testing.T) {
 	for _, ty := range command.Types() {
 		pacers[ty] = mustPacer(t, pacer.Config{Operation: string(ty)})
 	}
-	p := mustProcessor(t, worker.Config{HandbackAfter: 30 * time.Second}, worker.Deps{Pacers: pacers}, t.Context(), t.Context())
+	p := mustNew(t, worker.Config{HandbackAfter: 30 * time.Second}, worker.Deps{Pacers: pacers}, t.Context(), t.Context())
 	// Fresh pacers are in their slow start: one call each in flight, one
 	// more ready to leave; the floor of 16 is above.
 	if n := p.Admissible(); n != 16 {
@@ -47,16 +46,6 @@ func TestAdmissionFollowsThePacers(t *testing.T) {
 func mustPacer(tb testing.TB, cfg pacer.Config) *pacer.Pacer {
 	tb.Helper()
 	p, err := pacer.New(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return p
-}
-
-// mustProcessor is worker.New for a configuration the test knows to be valid.
-func mustProcessor(tb testing.TB, cfg worker.Config, d worker.Deps, drain, stop context.Context) *worker.Processor {
-	tb.Helper()
-	p, err := worker.New(cfg, d, drain, stop)
 	if err != nil {
 		tb.Fatal(err)
 	}
