@@ -39,8 +39,14 @@
 // doubles every round trip and is gone after 1,024 calls or 10s), so that a
 // backlog of thousands does not hit Graph at once and the first throttle
 // costs a few 429s, not the fleet's whole concurrency. Against a slow Graph
-// (answers take 50ms or more) it grows four-fold every round trip: each
-// round trip costs what Graph would have answered in it.
+// (answers take 50ms or more) the first answer opens a window of 16 and
+// the window then grows four-fold every round trip: each round trip costs
+// what Graph would have answered in it. The answers to one window come
+// back together, successes and 429s a few milliseconds apart, so the
+// places an answer frees are used a slack after it (a tenth of the
+// latency, at least 25ms): a 429 of the same window closes the gate first,
+// instead of the next window meeting Graph's empty bucket and drawing
+// 429s whose Retry-After would keep the gate closed a round trip longer.
 //
 // The gate. A throttle closes the gate until now+Retry-After at once in
 // this process, and in the fleet at its next sync: no call of the
@@ -72,8 +78,9 @@
 //     calls that reach a small bucket bunched drain it under a right
 //     guess too; a low one is found by the probe. A success answered
 //     while the gate is closed counts only if its call left with the
-//     throttled one: against a slow Graph the slow start sends its next
-//     window as the throttle comes back, and what of it succeeds is
+//     throttled one: when the slow start sends its next window as the
+//     throttle comes back (a Graph answering in under 50ms, or one whose
+//     answers spread wider than the slack), what of it succeeds is
 //     Graph's refill, not its burst. A guess more than
 //     OpenAbove too low (Graph's bucket holds much less than a tenth of a
 //     second of its rate) lets the probe open the pacer: the fleet then

@@ -159,7 +159,10 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 	var interval time.Duration
 	if math.IsInf(f, 1) {
 		at = p.view.Until
-		if !at.After(now) && p.slowStartLocked(now) && len(p.flight) >= p.window {
+		if !at.After(now) && p.slowStartLocked(now) && len(p.flight)+p.heldLocked(now) >= p.window {
+			if len(p.held) > 0 {
+				return p.held[0].at.Sub(now), false
+			}
 			return windowWait, false
 		}
 	} else {
@@ -208,6 +211,33 @@ func (p *Pacer) readyLocked(r *Reservation, now time.Time) (time.Duration, bool)
 		}
 	}
 	return 0, true
+}
+
+// held is n places in the slow start's window that an answer freed at
+// at - slack (the answer's call landed, and the window grew): they are
+// usable from at. Against a slow Graph the answers of one window come back
+// together, successes and 429s mixed over a few milliseconds; a window sent
+// at the first success met Graph's bucket still empty and drew 429s whose
+// Retry-After, counted from their answers a round trip later, held the gate
+// closed 0.3s longer (issue 15, one replica at 300ms). Held a slack, the
+// next window does not leave when a 429 of the same window follows.
+type held struct {
+	at time.Time
+	n  int
+}
+
+// heldLocked drops the held places usable at now and counts the others.
+func (p *Pacer) heldLocked(now time.Time) int {
+	i := 0
+	for i < len(p.held) && !p.held[i].at.After(now) {
+		i++
+	}
+	p.held = p.held[i:]
+	n := 0
+	for _, h := range p.held {
+		n += h.n
+	}
+	return n
 }
 
 // slowStartLocked reports whether the slow-start window applies now.

@@ -196,6 +196,7 @@ type Pacer struct {
 	// The open phase.
 	open         bool
 	window       int       // slow start: calls allowed in flight
+	held         []held    // slow start against a slow Graph: places answers freed, not yet usable
 	slowStartAt  time.Time // first departure of the open phase
 	successes    ring
 	burstTaken   bool      // this open phase's burst is measured
@@ -271,16 +272,22 @@ func (p *Pacer) Succeeded() {
 	if math.IsInf(p.fleetRateLocked(now), 1) {
 		p.successes.add(now)
 		p.noteSuccessLocked(now)
-		if p.firstSuccess.IsZero() {
+		first := p.firstSuccess.IsZero()
+		if first {
 			p.firstSuccess = now
 		}
 		if p.slowStartLocked(now) {
-			p.window++
+			grow := 1
 			if p.latency >= slowGraph {
 				// Each doubling costs a round trip that Graph, at its
 				// limit, would have answered R × latency calls in.
-				p.window += slowGraphGrowth - 2
+				grow = slowGraphGrowth - 1
+				if first {
+					grow = max(grow, slowGraphFirstWindow-p.window)
+				}
+				p.held = append(p.held, held{at: now.Add(p.slackLocked()), n: grow + 1})
 			}
+			p.window += grow
 			p.signalLocked()
 		}
 		return
@@ -400,6 +407,7 @@ func (p *Pacer) fleetRateLocked(now time.Time) float64 {
 	open := math.IsInf(f, 1)
 	if open && !p.open {
 		p.window = p.cfg.InitialWindow
+		p.held = p.held[:0]
 		p.slowStartAt = time.Time{}
 		p.successes = ring{}
 		p.burstTaken = false
@@ -437,8 +445,13 @@ func (p *Pacer) leftWithBurstLocked(sent time.Time) bool {
 	if sent.IsZero() {
 		return false
 	}
-	slack := max(minBurstSlack, time.Duration(float64(p.latency)*burstSlackShare))
-	return !sent.After(p.burstSent.Add(slack))
+	return !sent.After(p.burstSent.Add(p.slackLocked()))
+}
+
+// slackLocked is how far apart calls that left together, or the answers
+// to them, may be: burstSlackShare of the latency, at least minBurstSlack.
+func (p *Pacer) slackLocked() time.Duration {
+	return max(minBurstSlack, time.Duration(float64(p.latency)*burstSlackShare))
 }
 
 // slowGraphGrowth is how many fold the slow start's window grows per round
@@ -451,6 +464,18 @@ func (p *Pacer) leftWithBurstLocked(sent time.Time) bool {
 // over Graph's burst, were 0.66 % of 300 with four-fold and 4.5 % with 16
 // at once.
 const slowGraphGrowth = 4
+
+// slowGraphFirstWindow is the slow start's window once its first answer
+// shows a slow Graph: that answer gives the latency, and skipping the
+// window of 4 brings the throttle that ends the open phase (a window over
+// Graph's bucket) a round trip sooner. Measured with `worker bench pacing`
+// (one replica, R = 100, 300ms, 1,500 commands), with the hold of a slack
+// after each answer (held): 16.67s in 3 runs of 3, 0.33 % answered 429,
+// against 16.99s from a window of one growing four-fold and 17.06s
+// without the hold. The price is the window's calls over Graph's bucket:
+// at R = 20 (a bucket of 2 calls) 14 429s, 4.5 % of a backlog of 300
+// (0.9 % of 1,500), against 2 to 4.
+const slowGraphFirstWindow = 16
 
 // A late success counts in the burst when it left no later than
 // burstSlackShare of the latency (at least minBurstSlack) after the

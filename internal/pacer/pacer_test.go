@@ -558,6 +558,10 @@ func TestConfigValidate(t *testing.T) {
 	})
 }
 
+// TestALateSuccessCountsInTheBurstOnlyIfItLeftWithTheThrottledCall: Graph
+// answers in 40ms (under slowGraph, so the slow start sends as answers
+// come; against a slower Graph it holds a slack, and a jittery one can
+// still overtake it).
 func TestALateSuccessCountsInTheBurstOnlyIfItLeftWithTheThrottledCall(t *testing.T) {
 	clock := newFakeClock()
 	p := mustNew(pacer.Config{Operation: op, Clock: clock, Rand: func() float64 { return 0 }, InitialWindow: 6})
@@ -568,18 +572,17 @@ func TestALateSuccessCountsInTheBurstOnlyIfItLeftWithTheThrottledCall(t *testing
 			}
 		}
 	}
-	// Six calls leave at once; Graph answers in 300ms, lets five through
-	// (a bucket of 5, the guess 50/s) and throttles the sixth.
+	// Six calls leave at once; Graph lets five through (a bucket of 5,
+	// the guess 50/s) and throttles the sixth.
 	leave(6)
-	clock.Advance(300 * time.Millisecond)
+	clock.Advance(40 * time.Millisecond)
 	for range 4 {
 		p.Succeeded()
 	}
 	leave(4) // the slow start sends its next calls as the answers come
 	p.Throttled(time.Second)
-	clock.Advance(time.Millisecond)
 	p.Succeeded() // the fifth, overtaken by the throttle: Graph's burst
-	clock.Advance(300 * time.Millisecond)
+	clock.Advance(40 * time.Millisecond)
 	for range 4 {
 		p.Succeeded() // left after the throttled call: Graph's refill
 	}
@@ -590,35 +593,89 @@ func TestALateSuccessCountsInTheBurstOnlyIfItLeftWithTheThrottledCall(t *testing
 	}
 }
 
-func TestSlowStartGrowsFourFoldAgainstASlowGraph(t *testing.T) {
+// TestTheSlowStartAgainstASlowGraph: the first answer that took 50ms or
+// more opens a window of 16 calls, and each success after it adds three
+// (four-fold per round trip); the places an answer frees are used a slack
+// after it (a tenth of the latency, at least 25ms), not at once. Answered
+// at once, each success adds one (two-fold).
+func TestTheSlowStartAgainstASlowGraph(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		latency time.Duration
-		window  int // after one round trip of a window of 2
+		hold    time.Duration
+		windows []int // after each round trip of a window of 2
 	}{
-		{"answers in 300ms", 300 * time.Millisecond, 8},
-		{"answers at once", time.Millisecond, 4},
+		{"answers in 300ms", 300 * time.Millisecond, 30 * time.Millisecond, []int{16 + 3, 4 * 19}},
+		{"answers at once", time.Millisecond, 0, []int{4, 8}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clock := newFakeClock()
 			p := mustNew(pacer.Config{Operation: op, Clock: clock, InitialWindow: 2})
-			for range 2 {
-				if _, ok := p.Reserve().Ready(); !ok {
-					t.Fatal("a call of the initial window was held")
+			leave := func() int {
+				n := 0
+				for range 200 {
+					r := p.Reserve()
+					if _, ok := r.Ready(); !ok {
+						r.Cancel()
+						break
+					}
+					n++
 				}
+				return n
 			}
-			clock.Advance(tc.latency)
-			p.Succeeded()
-			p.Succeeded()
-			left := 0
-			for range 20 {
-				if _, ok := p.Reserve().Ready(); ok {
-					left++
+			if n := leave(); n != 2 {
+				t.Fatalf("%d calls of an initial window of 2 left", n)
+			}
+			inFlight := 2
+			for round, want := range tc.windows {
+				clock.Advance(tc.latency)
+				for range inFlight {
+					p.Succeeded()
 				}
-			}
-			if left != tc.window {
-				t.Errorf("%d calls left after a round trip, want a window of %d", left, tc.window)
+				if tc.hold > 0 {
+					if n := leave(); n != 0 {
+						t.Errorf("round %d: %d calls left as the answers came, want none before the slack", round+1, n)
+					}
+					clock.Advance(tc.hold)
+				}
+				if inFlight = leave(); inFlight != want {
+					t.Errorf("round %d: %d calls left, want a window of %d", round+1, inFlight, want)
+				}
 			}
 		})
+	}
+}
+
+// TestASlowWindowWaitsForA429OfTheSameWindow: the answers to one window
+// come back together; a 429 a few milliseconds after the first success
+// closes the gate before the places that success freed are used, so no
+// call leaves into Graph's empty bucket to draw a 429 whose Retry-After
+// would hold the gate a round trip longer.
+func TestASlowWindowWaitsForA429OfTheSameWindow(t *testing.T) {
+	clock := newFakeClock()
+	p := mustNew(pacer.Config{Operation: op, Clock: clock, Rand: func() float64 { return 0 }, InitialWindow: 4})
+	for range 4 {
+		if _, ok := p.Reserve().Ready(); !ok {
+			t.Fatal("a call of the initial window was held")
+		}
+	}
+	clock.Advance(300 * time.Millisecond)
+	p.Succeeded()
+	p.Succeeded()
+	r := p.Reserve() // a place is free and the window has grown
+	if _, ok := r.Ready(); ok {
+		t.Fatal("a call left as the first answers came")
+	}
+	clock.Advance(10 * time.Millisecond)
+	p.Throttled(time.Second)
+	p.Succeeded()
+	for _, step := range []time.Duration{0, 30 * time.Millisecond, 500 * time.Millisecond} {
+		clock.Advance(step)
+		if _, ok := r.Ready(); ok {
+			t.Fatalf("a call left %v after the 429, before its Retry-After", step)
+		}
+	}
+	if d, _ := r.Ready(); d <= 0 || clock.Now().Add(d).Before(p.ThrottledUntil()) {
+		t.Errorf("Ready() waits %v, want until the gate at %v", d, p.ThrottledUntil())
 	}
 }
