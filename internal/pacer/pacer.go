@@ -470,7 +470,7 @@ const slowGraphGrowth = 4
 // window of 4 brings the throttle that ends the open phase (a window over
 // Graph's bucket) a round trip sooner. Measured with `worker bench pacing`
 // (one replica, R = 100, 300ms, 1,500 commands), with the hold of a slack
-// after each answer (held): 16.67s in 3 runs of 3, 0.33 % answered 429,
+// after each answer (held): 16.66-16.67s in 6 runs, 0.33 % answered 429,
 // against 16.99s from a window of one growing four-fold and 17.06s
 // without the hold. The price is the window's calls over Graph's bucket:
 // at R = 20 (a bucket of 2 calls) 14 429s, 4.5 % of a backlog of 300
