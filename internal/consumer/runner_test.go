@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/consumer/consumertest"
 	"github.com/graphops/worker/internal/dlq"
 )
 
@@ -139,13 +140,7 @@ func TestRunnerKeepsAtMostConcurrencyHandlersAndAsksOnlyForFreeSlots(t *testing.
 	done := make(chan error, 1)
 	go func() {
 		done <- runner(t, recv, consumer.Config{Concurrency: 4}).Run(ctx, func(m consumer.Message) {
-			n := inFlight.Add(1)
-			for {
-				old := most.Load()
-				if n <= old || most.CompareAndSwap(old, n) {
-					break
-				}
-			}
+			consumertest.RaiseTo(&most, inFlight.Add(1))
 			time.Sleep(2 * time.Millisecond)
 			inFlight.Add(-1)
 			_ = m.Ack(context.Background())

@@ -8,6 +8,7 @@ package consumertest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +158,16 @@ func none[T any](t *testing.T, ch <-chan T, what string, d time.Duration) {
 	case v := <-ch:
 		t.Errorf("%s: got %v", what, v)
 	case <-time.After(d):
+	}
+}
+
+// RaiseTo sets m to v when v is larger: the high-water mark of a count
+// that handlers running at once raise and lower (how many ran together).
+func RaiseTo(m *atomic.Int64, v int64) {
+	for {
+		old := m.Load()
+		if v <= old || m.CompareAndSwap(old, v) {
+			return
+		}
 	}
 }

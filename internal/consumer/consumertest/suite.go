@@ -273,13 +273,7 @@ func testConcurrencyBound(t *testing.T, open Open) {
 	}
 	var inFlight, most, handled atomic.Int64
 	run(t, b.Source(t, limit), func(m consumer.Message) {
-		c := inFlight.Add(1)
-		for {
-			old := most.Load()
-			if c <= old || most.CompareAndSwap(old, c) {
-				break
-			}
-		}
+		RaiseTo(&most, inFlight.Add(1))
 		time.Sleep(30 * time.Millisecond)
 		inFlight.Add(-1)
 		settle(t, "ack", m.Ack)

@@ -14,6 +14,7 @@ import (
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/consumer/consumertest"
 	"github.com/graphops/worker/internal/consumer/jetstream"
 	"github.com/graphops/worker/internal/natsembed/natstest"
 )
@@ -190,10 +191,10 @@ func TestConcurrencyBoundsHandlersAndPulledMessages(t *testing.T) {
 	run(t, src, func(m consumer.Message) {
 		r := running.Add(1)
 		defer running.Add(-1)
-		setMax(&maxRunning, r)
+		consumertest.RaiseTo(&maxRunning, r)
 		// What the server counts as delivered and unsettled, seen from
 		// inside a handler: this source must hold no more than limit.
-		setMax(&maxAckPending, int64(consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker").NumAckPending))
+		consumertest.RaiseTo(&maxAckPending, int64(consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker").NumAckPending))
 		started <- struct{}{}
 		<-release
 		if err := m.Ack(context.Background()); err != nil {
@@ -234,15 +235,6 @@ func TestConcurrencyBoundsHandlersAndPulledMessages(t *testing.T) {
 	}
 	if got := maxAckPending.Load(); got > limit {
 		t.Errorf("server saw up to %d messages pending ack, want ≤ %d", got, limit)
-	}
-}
-
-func setMax(m *atomic.Int64, v int64) {
-	for {
-		old := m.Load()
-		if v <= old || m.CompareAndSwap(old, v) {
-			return
-		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/consumer/consumertest"
 	"github.com/graphops/worker/internal/consumer/servicebus"
 )
 
@@ -23,18 +24,12 @@ func TestRunKeepsAtMostConcurrencyHandlersAndAsksOnlyForFreeSlots(t *testing.T) 
 	cfg.Concurrency = 3
 	src := newSource(t, cfg, b)
 
-	var running, most atomic.Int32
+	var running, most atomic.Int64
 	started := make(chan string, 10)
 	release := make(chan struct{})
 	handled := make(chan string, 10)
 	run(t, src, func(m consumer.Message) {
-		n := running.Add(1)
-		for {
-			old := most.Load()
-			if n <= old || most.CompareAndSwap(old, n) {
-				break
-			}
-		}
+		consumertest.RaiseTo(&most, running.Add(1))
 		started <- m.ID()
 		<-release
 		running.Add(-1)
