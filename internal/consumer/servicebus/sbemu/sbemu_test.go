@@ -33,6 +33,17 @@ func setup(t *testing.T) (*sbemu.Emulator, *azservicebus.Client, context.Context
 	return emu, cl, ctx
 }
 
+// sender opens a sender to entity for the whole test (send closes its own).
+func sender(ctx context.Context, t *testing.T, cl *azservicebus.Client, entity string) *azservicebus.Sender {
+	t.Helper()
+	s, err := cl.NewSender(entity, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(ctx) })
+	return s
+}
+
 func send(ctx context.Context, t *testing.T, cl *azservicebus.Client, entity string, msgs ...*azservicebus.Message) {
 	t.Helper()
 	s, err := cl.NewSender(entity, nil)
@@ -363,11 +374,7 @@ func TestScheduledMessages(t *testing.T) {
 	t.Parallel()
 	emu, cl, ctx := setup(t)
 	emu.CreateQueue("q", sbemu.Entity{})
-	s, err := cl.NewSender("q", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := sender(ctx, t, cl, "q")
 	at := time.Now().Add(1500 * time.Millisecond)
 	seqs, err := s.ScheduleMessages(ctx, []*azservicebus.Message{msg("later", "l"), msg("cancelled", "c")}, at, nil)
 	if err != nil || len(seqs) != 2 {
@@ -467,11 +474,7 @@ func TestDeferAndReceiveBySequenceNumber(t *testing.T) {
 func TestBatch(t *testing.T) {
 	emu, cl, ctx := setup(t)
 	emu.CreateQueue("q", sbemu.Entity{})
-	s, err := cl.NewSender("q", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := sender(ctx, t, cl, "q")
 	b, err := s.NewMessageBatch(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -573,11 +576,7 @@ func TestUnknownEntityIsNotFound(t *testing.T) {
 func TestRestart(t *testing.T) {
 	emu, cl, ctx := setup(t)
 	emu.CreateQueue("q", sbemu.Entity{})
-	s, err := cl.NewSender("q", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
+	s := sender(ctx, t, cl, "q")
 	if err := s.SendMessage(ctx, msg("before", "x"), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -765,12 +764,8 @@ func TestSessionReleasedWhenItsLinkCloses(t *testing.T) {
 func TestSessionEntityRefusesMessageWithoutSessionID(t *testing.T) {
 	emu, cl, ctx := setup(t)
 	emu.CreateQueue("q", sbemu.Entity{RequiresSession: true})
-	s, err := cl.NewSender("q", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	err = s.SendMessage(ctx, msg("m1", "x"), nil)
+	s := sender(ctx, t, cl, "q")
+	err := s.SendMessage(ctx, msg("m1", "x"), nil)
 	var amqpErr *amqp.Error
 	if !errors.As(err, &amqpErr) || amqpErr.Condition != amqp.ErrCondNotAllowed {
 		t.Fatalf("send without SessionId: %v, want amqp:not-allowed", err)
