@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // maxErrorBody is how much of an error body *Error keeps.
@@ -89,9 +90,14 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// truncate keeps at most n bytes of s, whole runes only (Graph's messages
+// are localized text), and marks the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

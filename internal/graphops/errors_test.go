@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/graphops/worker/internal/graphops"
 )
@@ -178,5 +179,19 @@ func TestErrorMessagesReadWell(t *testing.T) {
 				t.Errorf("Error() = %q\n want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+// A long message is cut to whole runes: the text goes into logs and dead
+// letters' headers, which must stay valid UTF-8.
+func TestALongMessageIsCutBetweenRunes(t *testing.T) {
+	e := &graphops.Error{Operation: graphops.OpResume, Status: 400, Code: "BadRequest",
+		Message: strings.Repeat("x", 1023) + "é" + strings.Repeat("y", 10)}
+	got := e.Error()
+	if !utf8.ValidString(got) {
+		t.Errorf("Error() is not valid UTF-8: ...%q", got[len(got)-20:])
+	}
+	if !strings.Contains(got, strings.Repeat("x", 1023)+"…") {
+		t.Errorf("Error() = ...%q, want the message cut before the two-byte rune, marked", got[len(got)-20:])
 	}
 }
