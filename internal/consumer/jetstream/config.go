@@ -12,12 +12,11 @@ import (
 
 // Defaults of Config (docs/SPEC.md §3, §4, §5).
 const (
-	DefaultStream      = "GRAPHOPS"
-	DefaultSubject     = "graphops.commands.>"
-	DefaultDurable     = "graphops-worker"
-	DefaultAckWait     = 30 * time.Second
-	DefaultMaxDeliver  = 50
-	DefaultConcurrency = 16
+	DefaultStream     = "GRAPHOPS"
+	DefaultSubject    = "graphops.commands.>"
+	DefaultDurable    = "graphops-worker"
+	DefaultAckWait    = 30 * time.Second
+	DefaultMaxDeliver = 50
 	// DefaultStreamMaxAge is the longest callback timeout of an access
 	// package custom extension: a command older than that is useless, and
 	// keeping it that long lets a dry-run consumer read what the real one
@@ -143,7 +142,7 @@ func (c *Config) setDefaults() {
 		c.MaxDeliver = DefaultMaxDeliver
 	}
 	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
+		c.Concurrency = consumer.DefaultConcurrency
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = max(DefaultMaxAckPending, 2*c.Concurrency)

@@ -14,7 +14,6 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultConcurrency = 16
 	// DefaultMaxDeliveryCount is Service Bus's own default for a queue or
 	// subscription.
 	DefaultMaxDeliveryCount = 10
@@ -81,7 +80,7 @@ type ConfigError = consumer.ConfigError
 // namespace name, and reports the first setting that is wrong.
 func (c *Config) Validate() error {
 	if c.Concurrency == 0 {
-		c.Concurrency = DefaultConcurrency
+		c.Concurrency = consumer.DefaultConcurrency
 	}
 	if c.MaxDeliveryCount == 0 {
 		c.MaxDeliveryCount = DefaultMaxDeliveryCount
