@@ -128,7 +128,8 @@ func settle(t *testing.T, what string, f func(context.Context) error) {
 	}
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
+// WaitFor polls cond every 20ms until it holds, failing t after timeout.
+func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -139,7 +140,8 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-func recv[T any](t *testing.T, ch <-chan T, what string, timeout time.Duration) T {
+// Recv waits for a value on ch, failing t after timeout.
+func Recv[T any](t testing.TB, ch <-chan T, what string, timeout time.Duration) T {
 	t.Helper()
 	select {
 	case v := <-ch:

@@ -40,7 +40,7 @@ func testOncePerDelivery(t *testing.T, open Open) {
 	})
 	count := map[string]int{}
 	for range n {
-		s := recv(t, got, "a delivery", 10*time.Second)
+		s := Recv(t, got, "a delivery", 10*time.Second)
 		if s.delivery != 1 {
 			t.Errorf("%s: delivery %d, want 1", s.body, s.delivery)
 		}
@@ -63,7 +63,7 @@ func testAckRemoves(t *testing.T, open Open) {
 		got <- seenOf(m)
 		settle(t, "ack", m.Ack)
 	})
-	recv(t, got, "the message", 10*time.Second)
+	Recv(t, got, "the message", 10*time.Second)
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,8 @@ func testHandBackDelay(t *testing.T, open Open) {
 		}
 		settle(t, "ack", m.Ack)
 	})
-	first := recv(t, got, "the first delivery", 10*time.Second)
-	second := recv(t, got, "the delivery after the hand-back", delay+10*time.Second)
+	first := Recv(t, got, "the first delivery", 10*time.Second)
+	second := Recv(t, got, "the delivery after the hand-back", delay+10*time.Second)
 	// A little slack for the brokers' clocks, which run on whole
 	// milliseconds or ticks.
 	if d := second.at.Sub(first.at); d < delay-100*time.Millisecond || d > delay+5*time.Second {
@@ -114,8 +114,8 @@ func testKeptPastLock(t *testing.T, open Open) {
 		time.Sleep(4 * lock)
 		acked <- m.Ack(context.Background())
 	})
-	recv(t, got, "the message", 10*time.Second)
-	if err := recv(t, acked, "the ack after four lock durations", 8*lock); err != nil {
+	Recv(t, got, "the message", 10*time.Second)
+	if err := Recv(t, acked, "the ack after four lock durations", 8*lock); err != nil {
 		t.Fatalf("ack after four lock durations: %v (the lock lapsed)", err)
 	}
 	none(t, got, "a redelivery of a message whose lock was renewed", lock+time.Second)
@@ -135,8 +135,8 @@ func testUnsettledComesBack(t *testing.T, open Open) {
 		// The first delivery returns unsettled: a crashed worker, as far
 		// as the broker can tell.
 	})
-	first := recv(t, got, "the first delivery", 10*time.Second)
-	second := recv(t, got, "the redelivery", lock+10*time.Second)
+	first := Recv(t, got, "the first delivery", 10*time.Second)
+	second := Recv(t, got, "the redelivery", lock+10*time.Second)
 	if d := second.at.Sub(first.at); d < lock-200*time.Millisecond {
 		t.Errorf("redelivered after %s, before the lock duration %s", d, lock)
 	}
@@ -160,8 +160,8 @@ func testLastDelivery(t *testing.T, open Open) {
 			return m.DeadLetter(ctx, dlq.Entry{Reason: dlq.ReasonRetriesExhausted, Description: "last delivery", Type: "resume"})
 		})
 	})
-	first := recv(t, got, "the first delivery", 10*time.Second)
-	last := recv(t, got, "the last delivery", 10*time.Second)
+	first := Recv(t, got, "the first delivery", 10*time.Second)
+	last := Recv(t, got, "the last delivery", 10*time.Second)
 	if first.last || !last.last || last.delivery != 2 {
 		t.Fatalf("deliveries %+v then %+v: want only the second (of 2) reported as the last", first, last)
 	}
@@ -190,9 +190,9 @@ func testDeadLetterKeepsAll(t *testing.T, open Open) {
 		_ = m.DeadLetter(context.Background(), entry)
 		done <- m.Subject()
 	})
-	subject := recv(t, done, "the dead-lettering", 10*time.Second)
+	subject := Recv(t, done, "the dead-lettering", 10*time.Second)
 	var dead []dlq.Entry
-	waitFor(t, "the dead letter stored", 10*time.Second, func() bool { dead = b.DeadLetters(t); return len(dead) > 0 })
+	WaitFor(t, "the dead letter stored", 10*time.Second, func() bool { dead = b.DeadLetters(t); return len(dead) > 0 })
 	if len(dead) != 1 {
 		t.Fatalf("%d dead letters, want 1", len(dead))
 	}
@@ -279,7 +279,7 @@ func testConcurrencyBound(t *testing.T, open Open) {
 		settle(t, "ack", m.Ack)
 		handled.Add(1)
 	})
-	waitFor(t, "every message handled", 20*time.Second, func() bool { return handled.Load() == n })
+	WaitFor(t, "every message handled", 20*time.Second, func() bool { return handled.Load() == n })
 	if most.Load() > limit || most.Load() < 2 {
 		t.Errorf("at most %d handlers at once, want up to the bound %d", most.Load(), limit)
 	}
@@ -294,13 +294,13 @@ func testReconnect(t *testing.T, open Open) {
 		got <- string(m.Data())
 	})
 	b.Publish(t, Outgoing{Body: body(1)})
-	recv(t, got, "a message before the restart", 10*time.Second)
+	Recv(t, got, "a message before the restart", 10*time.Second)
 	b.Restart(t)
-	waitFor(t, "Ready() after the restart", 20*time.Second, src.Ready)
+	WaitFor(t, "Ready() after the restart", 20*time.Second, src.Ready)
 	b.Publish(t, Outgoing{Body: body(2)})
 	for {
 		// A message whose ack the restart swallowed may come again first.
-		if recv(t, got, "the message published after the restart", 20*time.Second) == string(body(2)) {
+		if Recv(t, got, "the message published after the restart", 20*time.Second) == string(body(2)) {
 			break
 		}
 	}
@@ -355,7 +355,7 @@ func testSessionsInOrder(t *testing.T, open Open) {
 		}
 		total.Add(1)
 	})
-	waitFor(t, "every session message handled", 40*time.Second, func() bool { return total.Load() == int64(per*len(sessions)) })
+	WaitFor(t, "every session message handled", 40*time.Second, func() bool { return total.Load() == int64(per*len(sessions)) })
 	mu.Lock()
 	defer mu.Unlock()
 	if dead := b.DeadLetters(t); len(dead) != 1 || string(dead[0].Payload) != `{"session":"s2","n":0}` {

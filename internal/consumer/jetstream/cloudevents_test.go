@@ -10,6 +10,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/consumer/consumertest"
 	"github.com/graphops/worker/internal/consumer/jetstream"
 	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/natsembed/natstest"
@@ -94,7 +95,7 @@ func TestBinaryModeCloudEventsFromTheGoSDK(t *testing.T) {
 	}
 	seen := map[any]bool{}
 	for range modes {
-		r := recv(t, got, "an event", 10*time.Second)
+		r := consumertest.Recv(t, got, "an event", 10*time.Second)
 		check(r)
 		seen[r.event["id"]] = true
 	}
@@ -103,7 +104,7 @@ func TestBinaryModeCloudEventsFromTheGoSDK(t *testing.T) {
 	}
 
 	var dead []dlq.Entry
-	waitFor(t, "the dead letter", 5*time.Second, func() bool {
+	consumertest.WaitFor(t, "the dead letter", 5*time.Second, func() bool {
 		dead = nil
 		_ = store.List(ctx, func(e dlq.Entry) error { dead = append(dead, e); return nil })
 		return len(dead) == 1
@@ -116,7 +117,7 @@ func TestBinaryModeCloudEventsFromTheGoSDK(t *testing.T) {
 	if _, err := store.Replay(ctx, []uint64{dead[0].Seq}, dlq.JetStreamPublisher(jsc, js.WithExpectStream("GRAPHOPS"))); err != nil {
 		t.Fatal(err)
 	}
-	r := recv(t, got, "the replayed event", 10*time.Second)
+	r := consumertest.Recv(t, got, "the replayed event", 10*time.Second)
 	check(r)
 	if r.event["id"] != "default" || r.replay == "" {
 		t.Errorf("replayed %v (Graphops-Replay %q), want the binary-mode event read as before", r.event, r.replay)

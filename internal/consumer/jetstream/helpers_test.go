@@ -114,28 +114,3 @@ func consumerInfo(t testing.TB, jsc js.JetStream, stream, durable string) *js.Co
 	}
 	return info
 }
-
-// waitFor polls cond, for state only the server knows.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// recv waits for a value on ch.
-func recv[T any](t testing.TB, ch <-chan T, what string, timeout time.Duration) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(timeout):
-		t.Fatalf("%s: nothing within %s", what, timeout)
-		var zero T
-		return zero
-	}
-}

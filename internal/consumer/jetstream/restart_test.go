@@ -12,6 +12,7 @@ import (
 	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/graphops/worker/internal/consumer"
+	"github.com/graphops/worker/internal/consumer/consumertest"
 	"github.com/graphops/worker/internal/consumer/jetstream"
 	"github.com/graphops/worker/internal/natsembed"
 )
@@ -97,15 +98,15 @@ func TestBrokerRestart(t *testing.T) {
 
 	const first, second = 300, 200
 	publish(t, jsc, subject, first)
-	waitFor(t, "some handled", 10*time.Second, func() bool { return l.confirmedCount() >= 50 })
+	consumertest.WaitFor(t, "some handled", 10*time.Second, func() bool { return l.confirmedCount() >= 50 })
 
 	srv.Stop()
-	waitFor(t, "Ready() false while the broker is down", 5*time.Second, func() bool { return !src.Ready() })
+	consumertest.WaitFor(t, "Ready() false while the broker is down", 5*time.Second, func() bool { return !src.Ready() })
 	srv = startServer()
-	waitFor(t, "Ready() true after the restart", 10*time.Second, src.Ready)
+	consumertest.WaitFor(t, "Ready() true after the restart", 10*time.Second, src.Ready)
 
 	publish(t, jsc, subject, second)
-	waitFor(t, "every message acked on the server", 20*time.Second, func() bool {
+	consumertest.WaitFor(t, "every message acked on the server", 20*time.Second, func() bool {
 		i := consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker")
 		return i.NumAckPending == 0 && i.NumPending == 0 && i.AckFloor.Stream == first+second
 	})

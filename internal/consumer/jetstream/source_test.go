@@ -99,14 +99,14 @@ func TestNewCreatesTheStreamAndTheConsumer(t *testing.T) {
 			_ = m.Ack(context.Background())
 		}
 		stop, _ := run(t, src, h)
-		recv(t, seen, "worker", 5*time.Second)
-		recv(t, seen, "worker", 5*time.Second)
+		consumertest.Recv(t, seen, "worker", 5*time.Second)
+		consumertest.Recv(t, seen, "worker", 5*time.Second)
 		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 		dry := newSource(t, jsc, jetstream.Config{Durable: "graphops-dryrun"})
 		run(t, dry, h)
-		a, b := recv(t, seen, "dry run", 5*time.Second), recv(t, seen, "dry run", 5*time.Second)
+		a, b := consumertest.Recv(t, seen, "dry run", 5*time.Second), consumertest.Recv(t, seen, "dry run", 5*time.Second)
 		if !(a == "1" && b == "2" || a == "2" && b == "1") {
 			t.Errorf("dry run saw %s and %s; want 1 and 2", a, b)
 		}
@@ -161,7 +161,7 @@ func TestEveryMessageIsHandledOnce(t *testing.T) {
 		}
 		mu.Unlock()
 	})
-	recv(t, all, "2000 messages handled", 20*time.Second)
+	consumertest.Recv(t, all, "2000 messages handled", 20*time.Second)
 
 	info := consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker")
 	if info.NumAckPending != 0 || info.NumPending != 0 || info.AckFloor.Stream != n {
@@ -206,7 +206,7 @@ func TestConcurrencyBoundsHandlersAndPulledMessages(t *testing.T) {
 	})
 
 	for range limit {
-		recv(t, started, "handler start", 5*time.Second)
+		consumertest.Recv(t, started, "handler start", 5*time.Second)
 	}
 	// Every slot is busy: the source must not pull more meanwhile. The
 	// consumer's pending count says so from the server's side.
@@ -226,10 +226,10 @@ func TestConcurrencyBoundsHandlersAndPulledMessages(t *testing.T) {
 	// Let them go one at a time, then all.
 	for range limit {
 		release <- struct{}{}
-		recv(t, started, "handler start after a release", 5*time.Second)
+		consumertest.Recv(t, started, "handler start after a release", 5*time.Second)
 	}
 	close(release)
-	recv(t, allDone, "all handled", 10*time.Second)
+	consumertest.Recv(t, allDone, "all handled", 10*time.Second)
 	if got := maxRunning.Load(); got != limit {
 		t.Errorf("at most %d handlers ran at once, want exactly %d", got, limit)
 	}
@@ -256,7 +256,7 @@ func TestKeepAlive(t *testing.T) {
 			time.Sleep(2500 * time.Millisecond)
 			acked <- m.Ack(context.Background())
 		})
-		if err := recv(t, acked, "ack after 2.5s", 10*time.Second); err != nil {
+		if err := consumertest.Recv(t, acked, "ack after 2.5s", 10*time.Second); err != nil {
 			t.Fatalf("ack after keeping alive: %v", err)
 		}
 		info := consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker")
@@ -279,7 +279,7 @@ func TestKeepAlive(t *testing.T) {
 			// The first delivery returns without settling: a crashed
 			// handler, as far as the server can tell.
 		})
-		if d := recv(t, second, "redelivery", 10*time.Second); d != 2 {
+		if d := consumertest.Recv(t, second, "redelivery", 10*time.Second); d != 2 {
 			t.Errorf("redelivery has Delivery() %d, want 2", d)
 		}
 		if d := time.Since(first); d < 900*time.Millisecond {
@@ -313,8 +313,8 @@ func TestHandBackRedeliversAfterTheDelay(t *testing.T) {
 		got <- delivery{m.Delivery(), time.Now()}
 		_ = m.Ack(context.Background())
 	})
-	t0 := recv(t, handedBack, "first delivery", 5*time.Second)
-	d := recv(t, got, "redelivery", 10*time.Second)
+	t0 := consumertest.Recv(t, handedBack, "first delivery", 5*time.Second)
+	d := consumertest.Recv(t, got, "redelivery", 10*time.Second)
 	if d.n != 2 {
 		t.Errorf("Delivery() = %d, want 2", d.n)
 	}
@@ -364,7 +364,7 @@ func TestLastIsTrueOnTheFinalDelivery(t *testing.T) {
 	if _, err := jsc.Publish(context.Background(), subject, []byte("marker")); err != nil {
 		t.Fatal(err)
 	}
-	recv(t, marker, "marker", 5*time.Second)
+	consumertest.Recv(t, marker, "marker", 5*time.Second)
 
 	mu.Lock()
 	defer mu.Unlock()
@@ -395,8 +395,8 @@ func TestRunStopsPullingAtOnceAndWaitsForItsHandlers(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	recv(t, startedA, "A's first handler", 5*time.Second)
-	recv(t, startedA, "A's second handler", 5*time.Second)
+	consumertest.Recv(t, startedA, "A's first handler", 5*time.Second)
+	consumertest.Recv(t, startedA, "A's second handler", 5*time.Second)
 
 	// A has two busy handlers and a pull request waiting for two more.
 	stopped := make(chan error, 1)
@@ -417,14 +417,14 @@ func TestRunStopsPullingAtOnceAndWaitsForItsHandlers(t *testing.T) {
 		_ = m.Ack(context.Background())
 	})
 	for range 3 {
-		id := recv(t, startedB, "B's handlers", 5*time.Second)
+		id := consumertest.Recv(t, startedB, "B's handlers", 5*time.Second)
 		if id == "1" || id == "2" {
 			t.Errorf("B got message %s while A's handler held it", id)
 		}
 	}
 
 	close(release)
-	if err := recv(t, stopped, "A's Run after its handlers returned", 5*time.Second); err != nil {
+	if err := consumertest.Recv(t, stopped, "A's Run after its handlers returned", 5*time.Second); err != nil {
 		t.Errorf("Run = %v, want nil", err)
 	}
 	select {
@@ -432,7 +432,7 @@ func TestRunStopsPullingAtOnceAndWaitsForItsHandlers(t *testing.T) {
 		t.Errorf("A started message %s after it was stopped", id)
 	default:
 	}
-	waitFor(t, "all acked", 5*time.Second, func() bool {
+	consumertest.WaitFor(t, "all acked", 5*time.Second, func() bool {
 		i := consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker")
 		return i.AckFloor.Stream == 5 && i.NumAckPending == 0
 	})
@@ -450,7 +450,7 @@ func TestRunRefusesASecondRun(t *testing.T) {
 		_ = m.Ack(context.Background())
 	})
 	defer close(release)
-	recv(t, busy, "first Run's handler", 5*time.Second)
+	consumertest.Recv(t, busy, "first Run's handler", 5*time.Second)
 	if err := src.Run(context.Background(), func(consumer.Message) {}); !errors.Is(err, jetstream.ErrRunning) {
 		t.Errorf("second Run = %v, want ErrRunning", err)
 	}
@@ -472,26 +472,26 @@ func TestRunRecreatesADeletedConsumer(t *testing.T) {
 		handled <- string(m.Data())
 	})
 	publish(t, jsc, subject, 1)
-	recv(t, handled, "a message before the delete", 5*time.Second)
+	consumertest.Recv(t, handled, "a message before the delete", 5*time.Second)
 
 	if err := jsc.DeleteConsumer(context.Background(), "GRAPHOPS", "graphops-worker"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the consumer back", 10*time.Second, func() bool {
+	consumertest.WaitFor(t, "the consumer back", 10*time.Second, func() bool {
 		_, err := jsc.Consumer(context.Background(), "GRAPHOPS", "graphops-worker")
 		return err == nil
 	})
-	waitFor(t, "Ready() after the consumer is back", 5*time.Second, src.Ready)
+	consumertest.WaitFor(t, "Ready() after the consumer is back", 5*time.Second, src.Ready)
 	// A new durable delivers the whole stream again (DeliverAll): the
 	// first message comes back, which is why the ledger decides, not the
 	// broker.
-	if got := recv(t, handled, "the first message again (within the ack wait)", 10*time.Second); got != `{"n":0}` {
+	if got := consumertest.Recv(t, handled, "the first message again (within the ack wait)", 10*time.Second); got != `{"n":0}` {
 		t.Errorf("got %s", got)
 	}
 	if _, err := jsc.Publish(context.Background(), subject, []byte("after")); err != nil {
 		t.Fatal(err)
 	}
-	if got := recv(t, handled, "a message after the delete", 5*time.Second); got != "after" {
+	if got := consumertest.Recv(t, handled, "a message after the delete", 5*time.Second); got != "after" {
 		t.Errorf("got %s, want the message published after the delete", got)
 	}
 }
@@ -524,7 +524,7 @@ func TestMessageCarriesBodySubjectHeadersAndSequence(t *testing.T) {
 	})
 	var v view
 	for v.id != "2" {
-		v = recv(t, got, "the message with headers", 5*time.Second)
+		v = consumertest.Recv(t, got, "the message with headers", 5*time.Second)
 	}
 	if !bytes.Equal(v.data, body) || v.subject != "graphops.commands.pimUpdate" {
 		t.Errorf("data %q subject %q", v.data, v.subject)
