@@ -174,7 +174,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		a := replica(t, s, "a", c)
-		_, cl, _ := a.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, a, identity("cmd-1", "h1"))
 		if err := cl.DeadLettered(ctx, "graph_rejected", ""); err != nil {
 			t.Fatal(err)
 		}
@@ -197,7 +197,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		dead := replica(t, s, "dead", c)
-		_, cl, _ := dead.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, dead, identity("cmd-1", "h1"))
 		cl.Attempted(c.Now())
 		if err := cl.Renew(ctx); err != nil { // the attempt is recorded with the renewal
 			t.Fatal(err)
@@ -220,7 +220,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		a, bb := replica(t, s, "a", c), replica(t, s, "b", c)
-		_, cl, _ := a.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, a, identity("cmd-1", "h1"))
 		c.Advance(20 * time.Second)
 		if err := cl.Renew(ctx); err != nil {
 			t.Fatal(err)
@@ -358,7 +358,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		a, bb := replica(t, s, "a", c), replica(t, s, "b", c)
-		_, cl, _ := a.Begin(ctx, onRequest("resume:req-1", "cmd-1"), false)
+		cl := claim(t, a, onRequest("resume:req-1", "cmd-1"))
 		if err := cl.ReleaseUntil(ctx, c.Now().Add(2*time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -422,7 +422,7 @@ func runLedgerCases(t *testing.T, b backend) {
 		s := b.open(t, 2*time.Second)
 		c := &clock{now: time.Now()}
 		a := replica(t, s, "a", c)
-		_, cl, _ := a.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, a, identity("cmd-1", "h1"))
 		if err := cl.Applied(ctx, 204, "g", false); err != nil {
 			t.Fatal(err)
 		}
@@ -561,7 +561,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		l := replica(t, s, "a", c)
-		_, cl, _ := l.Begin(ctx, onRequest("role_request_update:r", "cmd-1"), false)
+		cl := claim(t, l, onRequest("role_request_update:r", "cmd-1"))
 		const n = ledger.MaxHistory + 3
 		for i := range n {
 			cl.Attempted(c.Now())
@@ -594,7 +594,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		s := &countingStore{Store: b.open(t, time.Hour)}
 		c := &clock{now: time.Now()}
 		l := replica(t, s, "a", c)
-		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, l, identity("cmd-1", "h1"))
 		if err := cl.Applied(ctx, 204, "g", false); err != nil {
 			t.Fatal(err)
 		}
@@ -616,7 +616,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		l := replica(t, s, "a", c)
-		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, l, identity("cmd-1", "h1"))
 		if err := cl.Applied(ctx, 204, "g", false); err != nil {
 			t.Fatal(err)
 		}
@@ -637,7 +637,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		l := replica(t, s, "a", c)
-		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, l, identity("cmd-1", "h1"))
 		cl.Attempted(c.Now())
 		cl.Answered(ledger.Answer{ClientRequestID: "crid-1", GraphStatus: 400, GraphCode: "BadRequest"})
 		if err := cl.DeadLettered(ctx, "graph_rejected", ""); err != nil {
@@ -662,7 +662,7 @@ func runHistoryCases(t *testing.T, b backend) {
 		s := b.open(t, time.Hour)
 		c := &clock{now: time.Now()}
 		l := replica(t, s, "a", c)
-		_, cl, _ := l.Begin(ctx, identity("cmd-1", "h1"), false)
+		cl := claim(t, l, identity("cmd-1", "h1"))
 		if err := cl.DeadLettered(ctx, "graph_rejected", ""); err != nil {
 			t.Fatal(err)
 		}
@@ -697,4 +697,14 @@ func TestKeyOfKeepsItsKeys(t *testing.T) {
 			t.Errorf("key %s, want %s", tt.got, tt.want)
 		}
 	}
+}
+
+// claim begins a command that must be claimed, and returns its claim.
+func claim(t *testing.T, l *ledger.Ledger, id ledger.Identity) *ledger.Claim {
+	t.Helper()
+	d, cl, err := l.Begin(context.Background(), id, false)
+	if err != nil || d != ledger.Claimed {
+		t.Fatalf("Begin(%s) = %s, %v; want claimed", id.ID, d, err)
+	}
+	return cl
 }
