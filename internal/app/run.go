@@ -99,7 +99,7 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		_ = admin.Shutdown(sctx)
 	}()
 
-	store, closeStore, err := openStore(ctx, cfg, src.JetStream())
+	store, closeStore, err := openStore(ctx, cfg, src.JetStream(), log)
 	if err != nil {
 		return err
 	}
@@ -256,7 +256,7 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsCo
 }
 
 // openStore opens the idempotency store of LEDGER_STORE.
-func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream) (ledger.Store, func(), error) {
+func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream, log *slog.Logger) (ledger.Store, func(), error) {
 	switch cfg.LedgerStore {
 	case "redis":
 		s, err := redisstore.New(ctx, redisstore.Config{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, TLS: cfg.RedisTLS, Retention: cfg.LedgerRetention})
@@ -265,7 +265,8 @@ func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream) 
 		}
 		return s, func() { _ = s.Close() }, nil
 	default:
-		s, err := kvstore.New(ctx, js, kvstore.Config{Bucket: cfg.LedgerBucket, Retention: cfg.LedgerRetention, Replicas: cfg.JSReplicas})
+		s, err := kvstore.New(ctx, js, kvstore.Config{Bucket: cfg.LedgerBucket, Retention: cfg.LedgerRetention, Replicas: cfg.JSReplicas},
+			kvstore.WithLogger(log))
 		if err != nil {
 			return nil, nil, fmt.Errorf("LEDGER_BUCKET: %w", err)
 		}
