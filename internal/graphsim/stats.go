@@ -2,10 +2,6 @@ package graphsim
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"strings"
@@ -259,34 +255,4 @@ func (s *Sim) serveStats(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write(body)
-}
-
-// ReadStats reads the Stats of a simulator served at baseURL (StatsPath), for
-// tests and harnesses in another process. A nil client is
-// http.DefaultClient.
-func ReadStats(ctx context.Context, client *http.Client, baseURL string) (Stats, error) {
-	if client == nil {
-		client = http.DefaultClient
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(baseURL, "/")+StatsPath, nil)
-	if err != nil {
-		return Stats{}, fmt.Errorf("graphsim: read stats: %w", err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return Stats{}, fmt.Errorf("graphsim: read stats: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return Stats{}, fmt.Errorf("graphsim: read stats: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return Stats{}, fmt.Errorf("graphsim: read stats: %s: %s", resp.Status, bytes.TrimSpace(body))
-	}
-	var st Stats
-	if err := json.Unmarshal(body, &st); err != nil {
-		return Stats{}, fmt.Errorf("graphsim: read stats: %w", err)
-	}
-	return st, nil
 }

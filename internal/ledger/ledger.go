@@ -241,9 +241,6 @@ func New(s Store, cfg Config) (*Ledger, error) {
 	return &Ledger{store: s, cfg: cfg}, nil
 }
 
-// Lease is the configured lease duration.
-func (l *Ledger) Lease() time.Duration { return l.cfg.Lease }
-
 // Claim is a key held by this process, and with it its request.
 type Claim struct {
 	l       *Ledger
