@@ -27,13 +27,15 @@ func (j *job) execute() Outcome {
 	var bo backoff.BackOff // made at the first failure that needs it
 	reauthed := false
 	// A claim taken over from a dead or departed owner may have been sent
-	// already: for a resume, read before anything else (docs/SPEC.md §3).
+	// already: for a resume, read before anything else, even past the
+	// deadline (docs/SPEC.md §3).
 	reconcile := cmd.Type == command.TypeResume && j.claim.Previous != nil
+	if reconcile {
+		j.settleUntil = settleAfterTakeover(*j.claim.Previous, p.cfg.SettleAfterNoAnswer)
+	}
+	var readBackoff backoff.BackOff // of the reconciling read, made at its first failure
 
 	for {
-		if j.expired() {
-			return deadLetter(dlq.ReasonExpired, "deadline "+cmd.Deadline.UTC().Format(time.RFC3339)+" passed")
-		}
 		if rec := j.record(); !rec.FirstAttempt.IsZero() && p.Now().Sub(rec.FirstAttempt) > p.cfg.RetryMaxElapsed {
 			return deadLetter(dlq.ReasonRetriesExhausted, fmt.Sprintf("retry budget %s spent after %d attempts: %s",
 				p.cfg.RetryMaxElapsed, rec.Attempts, j.lastFailure()))
@@ -44,17 +46,26 @@ func (j *job) execute() Outcome {
 					return *o
 				}
 			}
-			o, retryIn := j.reconcile()
+			o, retryAfter, failed := j.reconcile()
 			if o != nil {
 				return *o
 			}
-			if retryIn > 0 {
-				if o := j.wait(retryIn, "backoff", "the reconciling read failed"); o != nil {
+			if failed {
+				if readBackoff == nil {
+					readBackoff = retry.Policy{Initial: p.cfg.BackoffInitial, Max: p.cfg.BackoffMax}.Backoff()
+				}
+				wait := max(retryAfter, readBackoff.NextBackOff())
+				if o := j.wait(wait, "backoff", "the reconciling read failed"); o != nil {
 					return *o
 				}
 				continue
 			}
-			reconcile = false
+			reconcile, readBackoff = false, nil
+		}
+		// Checked after the read: a resume that may have taken effect is
+		// recorded as applied, not dead-lettered as expired.
+		if j.expired() {
+			return deadLetter(dlq.ReasonExpired, "deadline "+cmd.Deadline.UTC().Format(time.RFC3339)+" passed")
 		}
 
 		// Pace: no call of this operation leaves before the throttle gate
@@ -139,6 +150,25 @@ func (j *job) execute() Outcome {
 			return j.graphRejected("")
 		}
 	}
+}
+
+// settleAfterTakeover is when a resume taken over from prev may first be
+// read. An owner whose lease ran out (it crashed, or lost the store) may
+// have sent a write the ledger does not know of yet (an attempt is recorded
+// at the claim's next write): the last one it could start began
+// 2×graphTimeoutMargin before its lease ended, or at its last recorded
+// attempt, and Graph is given settle after it (docs/SPEC.md §3). A claim
+// given up (Owner empty: a hand-back, which keeps others off until Graph is
+// done, or a settled record) needs no wait.
+func settleAfterTakeover(prev ledger.Record, settle time.Duration) time.Time {
+	if prev.State != ledger.StateClaimed || prev.Owner == "" {
+		return time.Time{}
+	}
+	last := prev.LeaseUntil.Add(-2 * graphTimeoutMargin)
+	if prev.LastAttempt.After(last) {
+		last = prev.LastAttempt
+	}
+	return last.Add(settle)
 }
 
 // record is the claim's record as this process knows it; the renewal

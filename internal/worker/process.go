@@ -13,7 +13,7 @@ import (
 )
 
 // process decides what becomes of the message, in the order of
-// docs/DESIGN.md: parse, deadline, the request's turn in this process, the
+// docs/DESIGN.md: parse, the request's turn in this process, the
 // claim in the ledger, then the call loop. It settles nothing: settle does.
 func (j *job) process() Outcome {
 	p := j.p
@@ -50,9 +50,9 @@ func (j *job) process() Outcome {
 	if p.cfg.DryRun {
 		return j.dryRun()
 	}
-	if j.expired() {
-		return deadLetter(dlq.ReasonExpired, "deadline "+cmd.Deadline.UTC().Format(time.RFC3339)+" passed before the first try")
-	}
+	// A command past its deadline is claimed too: the ledger may know it
+	// (a duplicate, or a resume whose earlier write must be read first), and
+	// its dead letter is recorded there (execute).
 	if o := j.enterGate(); o != nil {
 		return *o
 	}

@@ -109,7 +109,9 @@ type fakeGraph struct {
 	script      []error
 	writes      int
 	reads       int
-	status      string // callout instance status the read reports
+	readAt      []time.Time
+	readErrs    []error // the next reads' errors, in order
+	status      string  // callout instance status the read reports
 	delay       time.Duration
 	inFlight    int
 	maxInFlight int
@@ -155,6 +157,12 @@ func (g *fakeGraph) GetAssignmentRequest(_ context.Context, id string) (graphops
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.reads++
+	g.readAt = append(g.readAt, time.Now())
+	if len(g.readErrs) > 0 {
+		err := g.readErrs[0]
+		g.readErrs = g.readErrs[1:]
+		return graphops.AssignmentRequest{}, graphops.Result{}, err
+	}
 	return graphops.AssignmentRequest{ID: id, CalloutInstances: []graphops.CalloutInstance{
 		{ID: "957d0c50-466b-4840-bb5b-c92cea7141ff", Status: g.status}}}, graphops.Result{Status: 200}, nil
 }
@@ -324,10 +332,11 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.status, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				r := newRig(t, worker.Config{})
+				const settle = 20 * time.Second // under the hand-back threshold: waited in place
+				r := newRig(t, worker.Config{SettleAfterNoAnswer: settle})
 				r.graph.status = tc.status
-				// A claim left behind by a replica that died: released, so it
-				// can be taken over at once.
+				// A claim left behind by a replica that died, with a lease
+				// that has run out.
 				led, _ := ledger.New(r.store, ledger.Config{Owner: "dead", Lease: time.Millisecond})
 				cmd, err := command.Parse(seed(t), command.Options{})
 				if err != nil {
@@ -339,11 +348,18 @@ func TestATakenOverResumeIsReconciledFromTheCalloutStatus(t *testing.T) {
 				if _, _, err := led.Begin(context.Background(), id, false); err != nil {
 					t.Fatal(err)
 				}
+				leaseEnd := time.Now().Add(time.Millisecond)
 				time.Sleep(5 * time.Millisecond)
 				m := &fakeMsg{data: seed(t), delivery: 2}
 				r.handle(m)
 				if r.graph.reads != 1 || r.graph.writes != tc.wantWrites {
 					t.Fatalf("reads %d writes %d, want 1 read and %d writes", r.graph.reads, r.graph.writes, tc.wantWrites)
+				}
+				// The dead owner may have started a write up to 10s before
+				// its lease ended, unrecorded: the read waits settle after.
+				if earliest := leaseEnd.Add(-10 * time.Second).Add(settle); r.graph.readAt[0].Before(earliest) {
+					t.Errorf("read at %v, want no sooner than %v (settle after the last write the dead owner could start)",
+						r.graph.readAt[0].Sub(leaseEnd), earliest.Sub(leaseEnd))
 				}
 				if len(r.settled) != 1 || r.settled[0].Outcome != tc.want || r.settled[0].Reason != string(tc.reason) {
 					t.Fatalf("settled %+v", r.settled)

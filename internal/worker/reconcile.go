@@ -11,9 +11,9 @@ import (
 
 // reconcile reads the assignment request to learn whether an earlier send
 // of this resume took effect (docs/SPEC.md §3). A non-nil outcome settles the job;
-// otherwise retryIn > 0 asks for another read after that wait, and 0 means
-// sending is safe.
-func (j *job) reconcile() (o *Outcome, retryIn time.Duration) {
+// otherwise failed asks for another read, not before retryAfter (Graph's
+// Retry-After, when it sent one), and false means sending is safe.
+func (j *job) reconcile() (o *Outcome, retryAfter time.Duration, failed bool) {
 	cmd := j.cmd
 	ar, _, err := j.p.Graph.GetAssignmentRequest(j.p.stop, cmd.Resume.AssignmentRequestID)
 	if err != nil {
@@ -22,13 +22,10 @@ func (j *job) reconcile() (o *Outcome, retryIn time.Duration) {
 		if errors.As(err, &ge) && v.Class == graphops.ClassPermanent {
 			j.noteFailure(err)
 			r := j.graphRejected("reading the request to reconcile an unknown outcome failed")
-			return &r, 0
+			return &r, 0, false
 		}
 		j.warn("reconcile read failed; will retry", "err", err)
-		if v.RetryAfter > 0 {
-			return nil, v.RetryAfter
-		}
-		return nil, j.p.cfg.BackoffInitial
+		return nil, v.RetryAfter, true
 	}
 	inst, ok := ar.Instance(cmd.Resume.StageInstanceID)
 	switch {
@@ -36,14 +33,14 @@ func (j *job) reconcile() (o *Outcome, retryIn time.Duration) {
 		// Not applied: Graph still waits for this callback (or does not
 		// know the instance and will judge the send).
 		j.info("reconciled", "verdict", "callout still waiting: sending", "callout_status", inst.Status)
-		return nil, 0
+		return nil, 0, false
 	case strings.EqualFold(inst.Status, graphops.StatusCallbackTimedOut):
 		j.info("reconciled", "verdict", "callout timed out", "callout_status", inst.Status)
 		r := deadLetter(dlq.ReasonExpired, "callout instance "+inst.ID+" timed out (callbackTimedOut) before the resume took effect")
-		return &r, 0
+		return &r, 0, false
 	default:
 		j.info("reconciled", "verdict", "callout no longer waiting: recorded as applied", "callout_status", inst.Status)
 		r := applied(0, "", true)
-		return &r, 0
+		return &r, 0, false
 	}
 }

@@ -153,6 +153,14 @@ func (j *job) settleDuplicate(r ledger.Record) {
 		// dead-letter store: store it again (the store keeps one copy).
 		e := j.entry(dlq.Reason(r.Reason), r.Description)
 		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
+		if n := len(r.History); n > 0 {
+			// What the first delivery's dead letter said of the last call.
+			a := r.History[n-1]
+			e.ClientRequestID = a.ClientRequestID
+			if a.GraphStatus != 0 {
+				e.GraphStatus, e.GraphCode, e.GraphRequestID = a.GraphStatus, a.GraphCode, a.GraphRequestID
+			}
+		}
 		if !j.putDeadLetter(e) {
 			return
 		}

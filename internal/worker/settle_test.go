@@ -257,3 +257,28 @@ func TestALastDeliveryThatCannotBeRecordedIsLeftAlone(t *testing.T) {
 		}
 	})
 }
+
+// TestADeadLetterStoredAgainForARedeliveryDescribesTheSameCall: a
+// redelivery of a dead-lettered command stores its dead letter again (the
+// first delivery may have stopped before the store); it says what the first
+// said of Graph's answer, from the ledger's history of the command.
+func TestADeadLetterStoredAgainForARedeliveryDescribesTheSameCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{})
+		r.graph.script = []error{rejected404()}
+		r.handle(&fakeMsg{data: seed(t), delivery: 1})
+		r.handle(&fakeMsg{data: seed(t), delivery: 2})
+		if r.graph.writes != 1 || len(r.dead.entries) != 2 {
+			t.Fatalf("writes %d, dead letters %d: want one call and the dead letter stored twice", r.graph.writes, len(r.dead.entries))
+		}
+		first, again := r.dead.entries[0], r.dead.entries[1]
+		if first.GraphStatus != 404 || first.GraphCode != "ResourceNotFound" || first.GraphRequestID != "g-404" || first.ClientRequestID != "c-404" {
+			t.Fatalf("first dead letter %+v: want Graph's 404 described", first)
+		}
+		if again.GraphStatus != first.GraphStatus || again.GraphCode != first.GraphCode ||
+			again.GraphRequestID != first.GraphRequestID || again.ClientRequestID != first.ClientRequestID ||
+			again.Reason != first.Reason || again.Attempts != first.Attempts {
+			t.Errorf("dead letter stored again %+v\nwant what the first said %+v", again, first)
+		}
+	})
+}
