@@ -21,7 +21,7 @@ type UsageError struct{ Msg string }
 
 func (e *UsageError) Error() string { return e.Msg }
 
-// subjectPrefix is where producers publish (docs/SPEC.md §4:
+// subjectPrefix is where producers publish by default (docs/SPEC.md §4:
 // graphops.commands.<short type>).
 const subjectPrefix = "graphops.commands"
 

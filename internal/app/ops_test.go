@@ -79,6 +79,24 @@ func TestSubmittedCommandsAreProcessedAndADeadLetterReplaysToAFreshOutcome(t *te
 	}
 }
 
+// TestSubmitPublishesOnTheConfiguredSubjects: with NATS_STREAM and
+// NATS_SUBJECTS overridden, submit publishes where the worker reads (the
+// default graphops.commands.> is captured by no stream here).
+func TestSubmitPublishesOnTheConfiguredSubjects(t *testing.T) {
+	h := newHarness(t, seededSim(), map[string]string{"NATS_STREAM": "ORDERS", "NATS_SUBJECTS": "acme.approvals.>"})
+	addSeeds(h)
+	var out bytes.Buffer
+	if err := app.Submit(context.Background(), h.config(t), bytes.NewReader(example(t, "resume-seed-verified")), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "acme.approvals.resume, stream ORDERS") {
+		t.Fatalf("submit said %q, want acme.approvals.resume on stream ORDERS", out.String())
+	}
+	if got := outcomes(h.waitSettled(1, 20*time.Second)); got["applied"] != 1 {
+		t.Fatalf("outcomes %v", got)
+	}
+}
+
 func TestPurgeAsksUnlessYes(t *testing.T) {
 	h := newHarness(t, seededSim(), nil)
 	h.publish([]byte("not a command"))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/graphops/worker/internal/command"
@@ -97,13 +98,37 @@ func (n *natsBroker) DeadLetters() dlq.Backend {
 
 // Publish sends on graphops.commands.<short type> (docs/SPEC.md §4).
 func (n *natsBroker) Publish(ctx context.Context, data []byte) (string, error) {
-	subject := subjectPrefix + "." + string(typeOfRaw(data))
+	subject, err := commandSubject(n.cfg.SubjectList(), string(typeOfRaw(data)))
+	if err != nil {
+		return "", err
+	}
 	msg := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{"Content-Type": []string{"application/cloudevents+json"}}}
-	ack, err := n.b.js.PublishMsg(ctx, msg)
+	ack, err := n.b.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(n.cfg.Stream))
 	if err != nil {
 		return "", fmt.Errorf("publish to %s: %w", subject, err)
 	}
 	return fmt.Sprintf("%s, stream %s sequence %d", subject, ack.Stream, ack.Sequence), nil
+}
+
+// commandSubject is where a command of short type typ is published: on
+// the first subject of NATS_SUBJECTS, its last token (> or *) replaced by
+// the short type (graphops.commands.<short type> by default, docs/SPEC.md
+// §4), or that subject itself when it has no wildcard.
+func commandSubject(subjects []string, typ string) (string, error) {
+	if len(subjects) == 0 {
+		return "", errors.New("NATS_SUBJECTS: no subject to publish on")
+	}
+	s := subjects[0]
+	if prefix, ok := strings.CutSuffix(s, ".>"); ok && !strings.ContainsAny(prefix, "*>") {
+		return prefix + "." + typ, nil
+	}
+	if prefix, ok := strings.CutSuffix(s, ".*"); ok && !strings.ContainsAny(prefix, "*>") {
+		return prefix + "." + typ, nil
+	}
+	if !strings.ContainsAny(s, "*>") {
+		return s, nil
+	}
+	return "", fmt.Errorf("NATS_SUBJECTS: cannot tell where to publish from %q (a wildcard before its last token)", s)
 }
 
 func (n *natsBroker) Name() string                   { return n.name }
