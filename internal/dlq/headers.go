@@ -25,8 +25,9 @@ const (
 	HeaderLastAttempt     = "Graphops-Last-Attempt"
 	HeaderOriginalSubject = "Graphops-Original-Subject"
 
-	// The four headers describing the last call Graph answered; absent when
-	// Graph was never called.
+	// The three headers describing the last call Graph answered (absent
+	// when Graph never answered), and the client-request-id of the last
+	// call sent, answered or not (absent when none was sent).
 	HeaderGraphStatus     = "Graphops-Graph-Status"
 	HeaderGraphCode       = "Graphops-Graph-Code"
 	HeaderGraphRequestID  = "Graphops-Graph-Request-Id"
@@ -69,9 +70,10 @@ type Entry struct {
 	FirstAttempt, LastAttempt time.Time // zero when never attempted
 
 	OriginalSubject string
-	GraphStatus     int // 0 when Graph was never called (then the four Graph headers are absent)
+	GraphStatus     int // 0 when Graph never answered (then the three Graph headers are absent)
 
-	GraphCode, GraphRequestID, ClientRequestID string
+	GraphCode, GraphRequestID string
+	ClientRequestID           string // of the last call sent, answered or not; "" when none was sent
 
 	Payload []byte // the original message, byte for byte
 
@@ -93,8 +95,9 @@ type Entry struct {
 // Properties returns the dead-letter headers of docs/SPEC.md §4 for e, broker
 // neutral: each backend writes them as NATS headers or Service Bus
 // application properties. Every header of docs/SPEC.md §4 is present (empty when
-// unknown, times empty when never attempted) except the four Graph headers,
-// which are present only when GraphStatus is not 0. Values are single-line
+// unknown, times empty when never attempted) except the three Graph
+// headers, present only when GraphStatus is not 0, and
+// Graphops-Client-Request-Id, present when a call was sent. Values are single-line
 // (control characters become spaces) and at most 1 KiB, so that a
 // description quoting Graph cannot break a header block.
 func (e Entry) Properties() map[string]string {
@@ -114,6 +117,8 @@ func (e Entry) Properties() map[string]string {
 		p[HeaderGraphStatus] = strconv.Itoa(e.GraphStatus)
 		p[HeaderGraphCode] = headerValue(e.GraphCode)
 		p[HeaderGraphRequestID] = headerValue(e.GraphRequestID)
+	}
+	if e.ClientRequestID != "" {
 		p[HeaderClientRequestID] = headerValue(e.ClientRequestID)
 	}
 	return p

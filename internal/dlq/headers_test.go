@@ -69,6 +69,20 @@ func TestHeader(t *testing.T) {
 				t.Errorf("reason = %q", h.Get(dlq.HeaderReason))
 			}
 		}},
+		{"names the last call sent when Graph never answered it", func() dlq.Entry {
+			e := fullEntry()
+			e.GraphStatus, e.GraphCode, e.GraphRequestID = 0, "", ""
+			return e
+		}, func(t *testing.T, h nats.Header) {
+			for _, name := range []string{dlq.HeaderGraphStatus, dlq.HeaderGraphCode, dlq.HeaderGraphRequestID} {
+				if _, ok := h[name]; ok {
+					t.Errorf("header %s present", name)
+				}
+			}
+			if got := h.Get(dlq.HeaderClientRequestID); got != fullEntry().ClientRequestID {
+				t.Errorf("%s = %q, want the unanswered call's %q", dlq.HeaderClientRequestID, got, fullEntry().ClientRequestID)
+			}
+		}},
 		{"keeps a description on one line", func() dlq.Entry {
 			e := fullEntry()
 			e.Description = "line one\r\nline two\nline\tthree"

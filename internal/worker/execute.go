@@ -251,6 +251,23 @@ func (j *job) lastFailure() string {
 	if j.lastTransp != nil {
 		return "no answer from Graph: " + j.lastTransp.Error()
 	}
+	if j.claim != nil {
+		// An earlier delivery called, then handed the command back.
+		if h := j.record().History; len(h) > 0 {
+			a := h[len(h)-1]
+			if a.GraphStatus == 0 {
+				return "no answer from Graph to the last call (client-request-id " + a.ClientRequestID + ")"
+			}
+			msg := fmt.Sprintf("Graph answered %d", a.GraphStatus)
+			if a.GraphCode != "" {
+				msg += " " + a.GraphCode
+			}
+			if a.GraphRequestID != "" {
+				msg += " (request-id " + a.GraphRequestID + ")"
+			}
+			return msg
+		}
+	}
 	return "no call made"
 }
 

@@ -153,14 +153,7 @@ func (j *job) settleDuplicate(r ledger.Record) {
 		// dead-letter store: store it again (the store keeps one copy).
 		e := j.entry(dlq.Reason(r.Reason), r.Description)
 		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
-		if n := len(r.History); n > 0 {
-			// What the first delivery's dead letter said of the last call.
-			a := r.History[n-1]
-			e.ClientRequestID = a.ClientRequestID
-			if a.GraphStatus != 0 {
-				e.GraphStatus, e.GraphCode, e.GraphRequestID = a.GraphStatus, a.GraphCode, a.GraphRequestID
-			}
-		}
+		lastCallOf(&e, r) // what the first delivery's dead letter said of the last call
 		if !j.putDeadLetter(e) {
 			return
 		}
@@ -217,12 +210,33 @@ func (j *job) entry(reason dlq.Reason, description string) dlq.Entry {
 	if j.claim != nil {
 		r := j.claim.Record
 		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
+		if j.lastErr == nil && j.lastClient == "" {
+			// This delivery called nothing (an earlier one did, then
+			// handed the command back): the ledger's history says what.
+			lastCallOf(&e, r)
+		}
 	}
 	if ge := j.lastErr; ge != nil {
 		e.GraphStatus, e.GraphCode, e.GraphRequestID = ge.Status, ge.Code, ge.GraphRequestID
 	}
-	e.ClientRequestID = j.lastClient
+	if j.lastClient != "" {
+		e.ClientRequestID = j.lastClient
+	}
 	return e
+}
+
+// lastCallOf describes in e the last write call r's history keeps: its
+// client-request-id, and Graph's answer when it came (docs/SPEC.md §4).
+func lastCallOf(e *dlq.Entry, r ledger.Record) {
+	n := len(r.History)
+	if n == 0 {
+		return
+	}
+	a := r.History[n-1]
+	e.ClientRequestID = a.ClientRequestID
+	if a.GraphStatus != 0 {
+		e.GraphStatus, e.GraphCode, e.GraphRequestID = a.GraphStatus, a.GraphCode, a.GraphRequestID
+	}
 }
 
 // putDeadLetter stores e and settles the message (the broker's verb: NATS

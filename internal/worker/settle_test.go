@@ -3,12 +3,15 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/graphops/worker/internal/command"
+	"github.com/graphops/worker/internal/dlq"
+	"github.com/graphops/worker/internal/graphops"
 	"github.com/graphops/worker/internal/ledger"
 	"github.com/graphops/worker/internal/outcome"
 	"github.com/graphops/worker/internal/worker"
@@ -279,6 +282,33 @@ func TestADeadLetterStoredAgainForARedeliveryDescribesTheSameCall(t *testing.T) 
 			again.GraphRequestID != first.GraphRequestID || again.ClientRequestID != first.ClientRequestID ||
 			again.Reason != first.Reason || again.Attempts != first.Attempts {
 			t.Errorf("dead letter stored again %+v\nwant what the first said %+v", again, first)
+		}
+	})
+}
+
+// TestADeadLetterAfterAHandBackDescribesTheEarlierDeliverysCall: a command
+// throttled, handed back, and dead-lettered on its next delivery without a
+// call of its own still names Graph's last answer (docs/SPEC.md §4), from
+// the ledger's history.
+func TestADeadLetterAfterAHandBackDescribesTheEarlierDeliverysCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := newRig(t, worker.Config{HandbackAfter: time.Second, RetryMaxElapsed: 2 * time.Second})
+		r.graph.script = []error{&graphops.Error{Operation: graphops.OpResume, Status: 429, Code: "TooManyRequests",
+			RetryAfter: 5 * time.Second, HasRetryAfter: true, GraphRequestID: "g-429", ClientRequestID: "c-429"}}
+		first := &fakeMsg{data: seed(t), delivery: 1}
+		r.handle(first)
+		if len(first.handedBack) != 1 {
+			t.Fatalf("handed back %v: want the throttled command handed back", first.handedBack)
+		}
+		time.Sleep(first.handedBack[0])
+		r.handle(&fakeMsg{data: seed(t), delivery: 2})
+		if r.graph.writes != 1 || len(r.dead.entries) != 1 {
+			t.Fatalf("writes %d, dead letters %d: want one call, then the budget spent", r.graph.writes, len(r.dead.entries))
+		}
+		e := r.dead.entries[0]
+		if e.Reason != dlq.ReasonRetriesExhausted || e.GraphStatus != 429 || e.GraphCode != "TooManyRequests" ||
+			e.GraphRequestID != "g-429" || e.ClientRequestID != "c-429" || !strings.Contains(e.Description, "Graph answered 429") {
+			t.Errorf("dead letter %+v: want retries_exhausted describing the 429 of the first delivery", e)
 		}
 	})
 }
