@@ -138,6 +138,7 @@ func CheckID(id string) error {
 func entryOf(f ledger.Found) Entry {
 	r := f.Record
 	typ, reqID := ledger.SplitRequest(f.Request)
+	reqID = cmp.Or(r.RequestID, reqID) // as the command spelled it, when the record keeps it
 	e := Entry{
 		CommandID: r.ID, CommandSource: r.Source, Type: typ, RequestID: reqID,
 		Reason: r.Reason, DuplicateOf: r.DuplicateOf, Reconciled: r.Reconciled, Replays: r.Replays,

@@ -63,12 +63,12 @@ func (c *clock) Advance(d time.Duration) { c.now = c.now.Add(d) }
 // resume and role are identities as the worker makes them (identityOf).
 func resume(id, request, instance, body string) ledger.Identity {
 	return ledger.Identity{Source: "urn:approvals", ID: id, BodyHash: body,
-		Request: ledger.RequestOf("resume", request), Key: ledger.KeyOf("callout", request, instance)}
+		Request: ledger.RequestOf("resume", request), RequestID: request, Key: ledger.KeyOf("callout", request, instance)}
 }
 
 func role(id, pa, req string) ledger.Identity {
 	return ledger.Identity{Source: "urn:pim", ID: id, BodyHash: "h-" + id,
-		Request: ledger.RequestOf("role_request_update", pa+"/"+req), Key: ledger.KeyOf("cmd", "urn:pim", id)}
+		Request: ledger.RequestOf("role_request_update", pa+"/"+req), RequestID: pa + "/" + req, Key: ledger.KeyOf("cmd", "urn:pim", id)}
 }
 
 // story writes what the worker would for five commands and returns the
@@ -173,7 +173,7 @@ func TestFind(t *testing.T) {
 					{At: first, ClientRequestID: "crid-1"},
 					{At: first.Add(time.Second), ClientRequestID: "crid-2", GraphStatus: 204, GraphRequestID: "graph-2"},
 				}
-				if e.GraphRequestID != "graph-2" || e.Type != "resume" || e.RequestID != "req-a" || e.Reconciled || len(e.Attempts) != 2 {
+				if e.GraphRequestID != "graph-2" || e.Type != "resume" || e.RequestID != "req-A" || e.Reconciled || len(e.Attempts) != 2 {
 					t.Fatalf("entry %+v", e)
 				}
 				for i := range want {
@@ -189,7 +189,7 @@ func TestFind(t *testing.T) {
 
 			t.Run("a replayed command counts its replay and keeps its first life", func(t *testing.T) {
 				got, _ := history.Find(t.Context(), s, "cmd-3")
-				if e := got[0]; e.Replays != 1 || len(e.Attempts) != 1 || e.Attempts[0].GraphCode != "BadRequest" || e.Type != "role_request_update" || e.RequestID != "pa/rq-1" {
+				if e := got[0]; e.Replays != 1 || len(e.Attempts) != 1 || e.Attempts[0].GraphCode != "BadRequest" || e.Type != "role_request_update" || e.RequestID != "PA/RQ-1" {
 					t.Errorf("entry %+v", e)
 				}
 			})

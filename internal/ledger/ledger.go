@@ -80,10 +80,12 @@ type Record struct {
 	// Token tells two claims of one owner apart (a process may take over
 	// its own expired claim from another of its jobs).
 	Token string `json:"token,omitempty"`
-	// The command that holds the key.
-	Source   string `json:"source"`
-	ID       string `json:"id"`
-	BodyHash string `json:"body_hash,omitempty"`
+	// The command that holds the key, and its request id as it spelled it
+	// (empty in records written before it was kept).
+	Source    string `json:"source"`
+	ID        string `json:"id"`
+	RequestID string `json:"request_id,omitempty"`
+	BodyHash  string `json:"body_hash,omitempty"`
 	// Progress, kept across hand-backs so the retry budget and
 	// Graphops-Attempts continue where they were.
 	Attempts     int       `json:"attempts,omitempty"`
@@ -148,8 +150,11 @@ type RequestRecord struct {
 type Identity struct {
 	Source, ID string
 	// Request names the Graph request the command acts on: commands for one
-	// request are serialized across the fleet.
+	// request are serialized across the fleet (RequestOf: ids in lower case).
 	Request string
+	// RequestID is the command's request id as it spelled it, for
+	// `worker history` (docs/SPEC.md §8).
+	RequestID string
 	// Key is the idempotency key within the request: see KeyOf.
 	Key string
 	// BodyHash tells JSON-equal bodies apart; two commands for one key with
@@ -270,7 +275,7 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 	now := l.cfg.Now()
 	fresh := Record{State: StateClaimed, Owner: l.cfg.Owner, LeaseUntil: now.Add(l.cfg.Lease),
 		Token:  strconv.FormatUint(l.claims.Add(1), 36),
-		Source: id.Source, ID: id.ID, BodyHash: id.BodyHash, Since: now}
+		Source: id.Source, ID: id.ID, RequestID: id.RequestID, BodyHash: id.BodyHash, Since: now}
 	c := &Claim{l: l, key: id.Key, reqKey: RequestKey(id.Request), token: fresh.Token}
 	// Most requests have no record yet: try to create it before reading.
 	doc := RequestRecord{Request: id.Request, Commands: map[string]Record{id.Key: fresh}}
@@ -398,7 +403,7 @@ func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord
 	if err := l.index(ctx, id); err != nil {
 		return err
 	}
-	r.Source, r.ID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.BodyHash, now, now, true
+	r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true
 	ndoc := doc.with(key, r, now, l.cfg.Retention)
 	_, err := l.update(ctx, "claim", reqKey, ndoc, rev)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {

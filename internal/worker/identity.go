@@ -16,7 +16,7 @@ import (
 // applied.
 func identityOf(c *command.Command) ledger.Identity {
 	id := ledger.Identity{Source: c.Source, ID: c.ID, BodyHash: c.BodyHash,
-		Request: requestOf(c)}
+		Request: requestOf(c), RequestID: c.RequestID()}
 	switch c.Type {
 	case command.TypeResume:
 		id.Key = ledger.KeyOf("callout", strings.ToLower(c.Resume.AssignmentRequestID), strings.ToLower(c.Resume.StageInstanceID))
