@@ -166,7 +166,9 @@ func serviceBusBacklog(ctx context.Context, cfg *config.Config, log *slog.Logger
 	case errors.Is(err, servicebus.ErrBacklogNotPermitted):
 		countOK = false
 		log.Warn("graphops_backlog_messages is not reported: the identity may not read the entity's runtime properties; grant it Manage or the Azure Service Bus Data Owner role, or scale on the native azure-servicebus trigger", "err", err)
-	case err == nil && session:
+	case cfg.SBSessions || (err == nil && session):
+		// SERVICEBUS_SESSIONS says so even where the entity's properties
+		// cannot be read (and a session-less peek would lock a session).
 		peekOK = false
 		log.Info("graphops_oldest_message_age_seconds is not reported: a session-enabled entity cannot be peeked as a whole")
 	}
