@@ -252,7 +252,15 @@ func (s *Source) receive(ctx context.Context, n int, deliver func(consumer.Lease
 	}
 	switch {
 	case err != nil && rctx.Err() != nil && ctx.Err() == nil:
-		// Nothing arrived within receiveWait.
+		// Nothing arrived within receiveWait, or the namespace cannot be
+		// reached: the SDK retries a lost connection until the context
+		// ends and then says no more than a quiet entity would. A peek,
+		// answered at once while connected, tells them apart (Ready).
+		pctx, cancel := context.WithTimeout(ctx, s.receiveWait/2)
+		defer cancel()
+		if _, perr := s.recv.PeekMessages(pctx, 1, nil); perr != nil && ctx.Err() == nil {
+			return fmt.Errorf("nothing received, and a peek failed too: %w", perr)
+		}
 		return nil
 	case err == nil && len(msgs) == 0:
 		// The SDK's answer after it recovered from a link error; the next

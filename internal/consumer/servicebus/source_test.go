@@ -177,6 +177,34 @@ func TestRunRetriesAfterReceiveErrorsAndReportsReadiness(t *testing.T) {
 	}
 }
 
+// TestAnUnreachableNamespaceIsNotReadyThoughReceivesOnlyTimeOut: the SDK
+// retries a lost connection inside ReceiveMessages until its context ends,
+// which looks like a quiet entity; the peek after it fails, and Ready says
+// so until the namespace answers again.
+func TestAnUnreachableNamespaceIsNotReadyThoughReceivesOnlyTimeOut(t *testing.T) {
+	b := newBroker()
+	b.onReceive = func(ctx context.Context, _ int) ([]*azservicebus.ReceivedMessage, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	var down atomic.Bool
+	down.Store(true)
+	b.fail = func(op string, _ int64) error {
+		if op == "peek" && down.Load() {
+			return &azservicebus.Error{Code: azservicebus.CodeConnectionLost}
+		}
+		return nil
+	}
+	src := newSource(t, queueCfg, b)
+	stop, _ := run(t, src, func(consumer.Message) {})
+	waitFor(t, "Ready() false while the namespace does not answer", func() bool { return !src.Ready() })
+	down.Store(false)
+	waitFor(t, "Ready() once it answers again", src.Ready)
+	if err := stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+}
+
 func TestRunKeepsAskingWhenNothingArrives(t *testing.T) {
 	b := newBroker()
 	src := newSource(t, queueCfg, b)
