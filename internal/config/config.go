@@ -221,6 +221,18 @@ func Usage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-30s --%-30s default %s\n      %s\n", s.env, FlagName(s.env), def, s.help)
 	}
+	fmt.Fprintln(w, `
+Graph credentials without GRAPH_TOKEN (read by azidentity; environment only, no flags):
+  AZURE_TENANT_ID, AZURE_CLIENT_ID    the app registration (workload identity, client secret or
+                                      certificate); AZURE_CLIENT_ID alone picks a user-assigned
+                                      managed identity
+  AZURE_FEDERATED_TOKEN_FILE          workload identity (set by the AKS webhook)
+  AZURE_CLIENT_SECRET                 a client secret
+  AZURE_CLIENT_CERTIFICATE_PATH       a client certificate (PEM or PKCS#12), and
+  AZURE_CLIENT_CERTIFICATE_PASSWORD   its password, if any
+  AZURE_AUTHORITY_HOST                the Entra ID authority (national clouds), https only
+  AZURE_ADDITIONALLY_ALLOWED_TENANTS  tenants besides AZURE_TENANT_ID tokens may be requested for
+  With none of them, the pod's managed identity.`)
 }
 
 // Validate checks values and combinations, naming the variable at fault.
@@ -249,6 +261,9 @@ func (c *Config) Validate() error {
 		if c.SBTopic != "" && c.SBSubscription == "" {
 			bad("SERVICEBUS_SUBSCRIPTION", "required with SERVICEBUS_TOPIC")
 		}
+		if c.SBMaxDeliveryCount < 1 {
+			bad("SERVICEBUS_MAX_DELIVERY_COUNT", "must be at least 1 (the entity's MaxDeliveryCount), not %d", c.SBMaxDeliveryCount)
+		}
 	default:
 		bad("WORKER_SOURCE", "must be nats or servicebus, not %q", c.Source)
 	}
@@ -261,10 +276,20 @@ func (c *Config) Validate() error {
 		if c.Subjects == "" {
 			bad("NATS_SUBJECTS", "required")
 		}
-		if c.DLQPrefix == "" || strings.ContainsAny(c.DLQPrefix, " *>") {
+		for _, s := range c.SubjectList() {
+			if !subjectOK(s, true) {
+				bad("NATS_SUBJECTS", "not a subject filter (dot-separated tokens, * a whole token, > only last): %q", s)
+			}
+		}
+		if !subjectOK(c.DLQPrefix, false) {
 			bad("NATS_DLQ_SUBJECT_PREFIX", "must be a subject prefix without wildcards: %q", c.DLQPrefix)
 		}
-		positive(&errs, "NATS_ACK_WAIT", c.AckWait)
+		if c.AckWait < time.Second {
+			bad("NATS_ACK_WAIT", "must be at least 1s, not %s", c.AckWait)
+		}
+		if c.StreamMaxAge < c.AckWait {
+			bad("NATS_STREAM_MAX_AGE", "must be at least NATS_ACK_WAIT (%s), not %s", c.AckWait, c.StreamMaxAge)
+		}
 		if c.MaxDeliver == 0 || c.MaxDeliver < -1 {
 			bad("NATS_MAX_DELIVER", "must be -1 (unlimited) or at least 1, not %d", c.MaxDeliver)
 		}
@@ -331,6 +356,9 @@ func (c *Config) Validate() error {
 	if c.LedgerStore == "redis" && c.RedisAddr == "" {
 		bad("REDIS_ADDR", "required with LEDGER_STORE=redis")
 	}
+	if c.RedisDB < 0 {
+		bad("REDIS_DB", "must not be negative, not %d", c.RedisDB)
+	}
 	if c.Source == "nats" && c.LedgerLease > 0 && c.AckWait > 0 && c.LedgerLease < c.AckWait/2 {
 		bad("LEDGER_LEASE", "must be at least half of NATS_ACK_WAIT (%s)", c.AckWait)
 	}
@@ -350,6 +378,29 @@ func (c *Config) Level() (slog.Level, error) {
 		return 0, errors.New("must be debug, info, warn or error")
 	}
 	return l, nil
+}
+
+// subjectOK reports whether s is a NATS subject of dot-separated non-empty
+// tokens without spaces; with filter, a token may be * and the last may be
+// >, otherwise no wildcard at all.
+func subjectOK(s string, filter bool) bool {
+	if s == "" || strings.ContainsAny(s, " \t\r\n") {
+		return false
+	}
+	tokens := strings.Split(s, ".")
+	for i, t := range tokens {
+		switch {
+		case t == "":
+			return false
+		case t == "*" || (t == ">" && i == len(tokens)-1):
+			if !filter {
+				return false
+			}
+		case strings.ContainsAny(t, "*>"):
+			return false
+		}
+	}
+	return true
 }
 
 // SubjectList splits NATS_SUBJECTS.

@@ -76,6 +76,14 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"an admin address without a port", map[string]string{"ADMIN_ADDR": "localhost"}, nil, "ADMIN_ADDR"},
 		{"a wildcard stream name", map[string]string{"NATS_STREAM": "A.>"}, nil, "NATS_STREAM"},
 		{"max deliver zero", map[string]string{"NATS_MAX_DELIVER": "0"}, nil, "NATS_MAX_DELIVER"},
+		{"an empty subject token", map[string]string{"NATS_SUBJECTS": "acme..commands.>"}, nil, "NATS_SUBJECTS"},
+		{"a subject with a space", map[string]string{"NATS_SUBJECTS": "acme commands"}, nil, "NATS_SUBJECTS"},
+		{"a > before the last token", map[string]string{"NATS_SUBJECTS": "acme.>.x"}, nil, "NATS_SUBJECTS"},
+		{"a dead-letter prefix ending in a dot", map[string]string{"NATS_DLQ_SUBJECT_PREFIX": "acme."}, nil, "NATS_DLQ_SUBJECT_PREFIX"},
+		{"an ack wait under a second", map[string]string{"NATS_ACK_WAIT": "500ms"}, nil, "NATS_ACK_WAIT"},
+		{"a stream that keeps messages less than the ack wait", map[string]string{"NATS_STREAM_MAX_AGE": "10s"}, nil, "NATS_STREAM_MAX_AGE"},
+		{"a zero max delivery count", map[string]string{"WORKER_SOURCE": "servicebus", "SERVICEBUS_NAMESPACE": "x", "SERVICEBUS_QUEUE": "q", "SERVICEBUS_MAX_DELIVERY_COUNT": "0"}, nil, "SERVICEBUS_MAX_DELIVERY_COUNT"},
+		{"a negative Redis database", map[string]string{"REDIS_DB": "-1"}, nil, "REDIS_DB"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,6 +117,19 @@ func TestUsageListsEveryVariableOfTheSpec(t *testing.T) {
 		"RETRY_HANDBACK_AFTER", "GRAPH_ROLE_REQUEST_UPDATE", "--nats-url"} {
 		if !strings.Contains(b.String(), v) {
 			t.Errorf("usage does not mention %s", v)
+		}
+	}
+}
+
+// TestUsageNamesTheAzureVariables: --help documents every variable the
+// worker reads (docs/SPEC.md §8), azidentity's included.
+func TestUsageNamesTheAzureVariables(t *testing.T) {
+	var b strings.Builder
+	config.Usage(&b)
+	for _, v := range []string{"AZURE_TENANT_ID", "AZURE_CLIENT_ID", "AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_SECRET",
+		"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_AUTHORITY_HOST", "AZURE_ADDITIONALLY_ALLOWED_TENANTS"} {
+		if !strings.Contains(b.String(), v) {
+			t.Errorf("--help does not name %s", v)
 		}
 	}
 }
