@@ -42,7 +42,8 @@ Usage:
   worker version                  the version this binary was built as (also --version)
 
 An ID is the dead letter's stream sequence number (see dlq list).
-Exit status: 0 success, 1 failure, 2 bad usage or configuration.
+Exit status: 0 success, 1 failure (including a setting found wrong only when used: a broker,
+store or Graph that refuses it), 2 bad usage or a setting wrong on its face.
 
 `
 
