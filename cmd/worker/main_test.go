@@ -137,3 +137,35 @@ func TestVersionPrintsTheStampedVersion(t *testing.T) {
 		t.Errorf("--help does not name the version")
 	}
 }
+
+// TestCredentialsThatGiveNoTokenStopStartUp: without GRAPH_TOKEN the worker
+// asks azidentity for a token before it touches a message; credentials
+// that cannot give one stop start-up in one line naming the setting.
+func TestCredentialsThatGiveNoTokenStopStartUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: embedded JetStream on loopback")
+	}
+	srv := natstest.Server(t)
+	for k, v := range map[string]string{"NATS_URL": srv.URL(), "GRAPH_TIMEOUT": "3s", "ADMIN_ADDR": "127.0.0.1:0",
+		"AZURE_TENANT_ID": "00000000-0000-0000-0000-000000000001", "AZURE_CLIENT_ID": "00000000-0000-0000-0000-000000000002",
+		"AZURE_CLIENT_SECRET": "not-a-secret", "AZURE_AUTHORITY_HOST": "https://127.0.0.1:1/"} {
+		t.Setenv(k, v)
+	}
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run"}, strings.NewReader(""), &out, &errOut) }()
+	var code int
+	select {
+	case code = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker is still running 30s after start-up without a Graph token")
+	}
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	last := lines[len(lines)-1]
+	if code == 0 || !strings.Contains(last, "GRAPH_TOKEN") || !strings.Contains(last, "no Graph token") {
+		t.Fatalf("exit %d, last line %q: want a failure naming GRAPH_TOKEN", code, last)
+	}
+	if strings.Contains(errOut.String(), `"msg":"consuming"`) {
+		t.Error("the worker consumed before it had a token")
+	}
+}

@@ -11,11 +11,13 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/graphops/worker/internal/command"
 	"github.com/graphops/worker/internal/config"
 	"github.com/graphops/worker/internal/consumer/servicebus"
@@ -57,6 +59,18 @@ func Run(ctx context.Context, cfg *config.Config, log *slog.Logger, hooks Hooks)
 		var err error
 		if cred, err = graphops.NewCredential(graphops.AuthConfig{StaticToken: cfg.GraphToken}); err != nil {
 			return err
+		}
+		if cfg.GraphToken == "" {
+			// Credentials that cannot give a token (none configured, a
+			// wrong secret, no managed identity) would dead-letter every
+			// command; the credential caches the token for the first call.
+			tctx, cancel := context.WithTimeout(ctx, cfg.GraphTimeout)
+			_, err := cred.GetToken(tctx, policy.TokenRequestOptions{Scopes: []string{graphops.Scope}})
+			cancel()
+			if err != nil {
+				return fmt.Errorf("GRAPH_TOKEN: unset, and azidentity (AZURE_* or the managed identity) gives no Graph token: %s",
+					strings.Join(strings.Fields(err.Error()), " "))
+			}
 		}
 	}
 	graph, err := graphops.NewClient(graphops.Config{
