@@ -308,10 +308,10 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 				isNew = false
 				switch {
 				case d == Duplicate && !cur.SameCommand(id):
-					return l.noteAside(ctx, c.reqKey, doc, rev, id, "dup", Record{State: StateDuplicate, DuplicateOf: cur.ID}, now)
+					return l.noteAside(ctx, c.reqKey, doc, rev, id, "dup", Record{State: StateDuplicate, DuplicateOf: cur.ID}, replay, now)
 				case d == Conflict:
 					// The caller dead-letters it, naming cur.
-					return l.noteAside(ctx, c.reqKey, doc, rev, id, "conflict", Record{State: StateDeadLettered, Reason: ReasonConflict}, now)
+					return l.noteAside(ctx, c.reqKey, doc, rev, id, "conflict", Record{State: StateDeadLettered, Reason: ReasonConflict}, replay, now)
 				}
 				return nil
 			}
@@ -391,19 +391,26 @@ const ReasonConflict = "conflict"
 // another command: a duplicate of an applied one, or a conflicting decision
 // (dead-lettered). It holds no key and is kept for `worker history` only, at
 // a key of its own in the request record (kind.<hash of the command>). r
-// gives its state and why; the rest comes from id. The index entry comes first: an entry without its
+// gives its state and why; the rest comes from id. A replay (replay) of one
+// noted already counts in its Replays. The index entry comes first: an entry without its
 // record is harmless (lookups match records), a record missing from the
 // index would not be found.
 func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord, rev uint64,
-	id Identity, kind string, r Record, now time.Time) error {
+	id Identity, kind string, r Record, replay bool, now time.Time) error {
 	key := KeyOf(kind, id.Source, id.ID)
-	if _, ok := doc.Commands[key]; ok {
-		return nil
+	if cur, ok := doc.Commands[key]; ok {
+		if !replay {
+			return nil // a redelivery: noted already
+		}
+		// An operator's replay of its dead letter, decided the same way.
+		cur.Replays++
+		r = cur
+	} else {
+		if err := l.index(ctx, id); err != nil {
+			return err
+		}
+		r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true
 	}
-	if err := l.index(ctx, id); err != nil {
-		return err
-	}
-	r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true
 	ndoc := doc.with(key, r, now, l.cfg.Retention)
 	_, err := l.update(ctx, "claim", reqKey, ndoc, rev)
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {

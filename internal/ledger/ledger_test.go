@@ -625,11 +625,19 @@ func runHistoryCases(t *testing.T, b backend) {
 				t.Fatalf("%s (%v), want a conflict naming cmd-1", d, err)
 			}
 		}
-		if r := byID(t, s, "cmd-2"); r.State != ledger.StateDeadLettered || r.Reason != ledger.ReasonConflict {
-			t.Errorf("record %+v, want dead-lettered for conflict", r)
+		if r := byID(t, s, "cmd-2"); r.State != ledger.StateDeadLettered || r.Reason != ledger.ReasonConflict || r.Replays != 0 {
+			t.Errorf("record %+v, want dead-lettered for conflict, never replayed", r)
 		}
 		if r := byID(t, s, "cmd-1"); r.State != ledger.StateApplied {
 			t.Errorf("cmd-1 %+v, want still applied", r)
+		}
+		// An operator replays its dead letter: still a conflict, and the
+		// replay counts (worker history's replays).
+		if d, _, err := l.Begin(ctx, identity("cmd-2", "h2"), true); err != nil || d != ledger.Conflict {
+			t.Fatalf("replay: %s (%v), want a conflict again", d, err)
+		}
+		if r := byID(t, s, "cmd-2"); r.Replays != 1 || r.State != ledger.StateDeadLettered {
+			t.Errorf("record %+v after a replay, want one replay counted", r)
 		}
 	})
 
