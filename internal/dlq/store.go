@@ -121,6 +121,16 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Store, error
 	if !covered {
 		return nil, fmt.Errorf("dlq: stream %s exists with subjects %v, which do not cover %s", cfg.Stream, subjects, s.filter)
 	}
+	if sc := stream.CachedInfo().Config; sc.MaxMsgSize != -1 {
+		// A stream made by hand with a message size limit would refuse
+		// the dead letters of commands the command stream accepts
+		// (docs/SPEC.md §4): lift it, as the worker does its command
+		// stream's.
+		sc.MaxMsgSize = -1
+		if stream, err = js.UpdateStream(ctx, sc); err != nil {
+			return nil, fmt.Errorf("dlq: stream %s: lift its message size limit: %w", cfg.Stream, err)
+		}
+	}
 	s.stream = stream
 	s.deleteMsg = stream.DeleteMsg
 	return s, nil

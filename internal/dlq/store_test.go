@@ -72,13 +72,15 @@ func TestNewCreatesTheStreamForDeadLettersThatWaitAndMayBeLarge(t *testing.T) {
 
 func TestNewWithAnExistingStream(t *testing.T) {
 	tests := []struct {
-		name     string
-		subjects []string
-		wantErr  bool
+		name       string
+		subjects   []string
+		maxMsgSize int32
+		wantErr    bool
 	}{
-		{"uses a stream that covers the prefix", []string{"graphops.dlq.>"}, false},
-		{"uses a stream on a wider wildcard", []string{"other.x", "graphops.>"}, false},
-		{"refuses a stream on other subjects, naming it", []string{"graphops.dlq.resume", "graphops.dlq.unknown"}, true},
+		{"uses a stream that covers the prefix", []string{"graphops.dlq.>"}, 0, false},
+		{"uses a stream on a wider wildcard", []string{"other.x", "graphops.>"}, 0, false},
+		{"lifts a message size limit that would refuse large commands", []string{"graphops.dlq.>"}, 1024, false},
+		{"refuses a stream on other subjects, naming it", []string{"graphops.dlq.resume", "graphops.dlq.unknown"}, 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +89,8 @@ func TestNewWithAnExistingStream(t *testing.T) {
 			}
 			ctx := testCtx(t)
 			_, _, js := natstest.Start(t)
-			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OPS_DLQ", Subjects: tt.subjects, Storage: jetstream.MemoryStorage}); err != nil {
+			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OPS_DLQ", Subjects: tt.subjects, Storage: jetstream.MemoryStorage,
+				MaxMsgSize: tt.maxMsgSize}); err != nil {
 				t.Fatal(err)
 			}
 			s, err := dlq.New(ctx, js, dlq.Config{Stream: "OPS_DLQ"})
@@ -104,10 +107,12 @@ func TestNewWithAnExistingStream(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if info.Config.Storage != jetstream.MemoryStorage {
-				t.Errorf("the existing stream was changed: %+v", info.Config)
+			if info.Config.Storage != jetstream.MemoryStorage || info.Config.MaxMsgSize != -1 {
+				t.Errorf("stream %+v: want it kept but for an unlimited message size", info.Config)
 			}
-			if _, err := s.Put(ctx, fullEntry(), ""); err != nil {
+			e := fullEntry()
+			e.Payload = make([]byte, 64<<10)
+			if _, err := s.Put(ctx, e, ""); err != nil {
 				t.Fatal(err)
 			}
 		})

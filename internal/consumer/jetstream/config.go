@@ -57,8 +57,10 @@ type Config struct {
 	// every replica reading the durable; default the larger of 1000 and
 	// 2×Concurrency. It must not be below Concurrency.
 	MaxAckPending int
-	// MaxMsgSize is the stream's largest message; default -1 (the server's
-	// max_payload governs). Otherwise at least 1 MiB.
+	// MaxMsgSize is the stream's largest message; default -1: the server's
+	// max_payload less what a dead letter adds to a message (16 KiB), so
+	// that whatever the stream accepts can be dead-lettered. Otherwise at
+	// least 1 MiB.
 	MaxMsgSize int32
 	// StreamMaxAge is how long the stream keeps a message, acknowledged or
 	// not; default 14 days.

@@ -35,10 +35,23 @@ func (s *Source) consumerConfig() js.ConsumerConfig {
 	}
 }
 
+// deadLetterHeadroom is what a dead letter may add to a command: the
+// headers of docs/SPEC.md §4 (fourteen, each value at most 1 KiB) and the
+// store's Nats-Msg-Id.
+const deadLetterHeadroom = 16 << 10
+
 // ensureStream uses limits retention, not work-queue: a dry run reads the same
 // stream through a durable of its own, and acknowledgements are per consumer.
 // Messages go when they are older than StreamMaxAge.
 func (s *Source) ensureStream(ctx context.Context) error {
+	maxMsgSize := s.cfg.MaxMsgSize
+	if mp := s.js.Conn().MaxPayload(); maxMsgSize == -1 && mp > 2*deadLetterHeadroom {
+		// The server's max_payload bounds the dead-letter stream too,
+		// and a dead letter is the message plus its headers: a command
+		// that fills max_payload could never be dead-lettered
+		// (docs/SPEC.md §4), so its producer is refused instead.
+		maxMsgSize = int32(mp - deadLetterHeadroom)
+	}
 	want := js.StreamConfig{
 		Name:        s.cfg.Stream,
 		Description: "graphops worker: commands to apply to Microsoft Graph",
@@ -47,7 +60,7 @@ func (s *Source) ensureStream(ctx context.Context) error {
 		Storage:     js.FileStorage,
 		Discard:     js.DiscardOld,
 		MaxAge:      s.cfg.StreamMaxAge,
-		MaxMsgSize:  s.cfg.MaxMsgSize,
+		MaxMsgSize:  maxMsgSize,
 		Replicas:    s.cfg.Replicas,
 	}
 	st, err := s.js.Stream(ctx, s.cfg.Stream)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"github.com/graphops/worker/internal/consumer"
 	"github.com/graphops/worker/internal/consumer/consumertest"
 	"github.com/graphops/worker/internal/consumer/jetstream"
+	"github.com/graphops/worker/internal/dlq"
+	"github.com/graphops/worker/internal/natsembed"
 	"github.com/graphops/worker/internal/natsembed/natstest"
 )
 
@@ -38,8 +41,9 @@ func TestNewCreatesTheStreamAndTheConsumer(t *testing.T) {
 	if sc.Retention != js.LimitsPolicy || sc.Storage != js.FileStorage {
 		t.Errorf("stream retention %v storage %v, want limits and file", sc.Retention, sc.Storage)
 	}
-	if sc.MaxAge != 14*24*time.Hour || sc.MaxMsgSize != -1 || sc.Replicas != 1 {
-		t.Errorf("stream max age %v, max msg size %d, replicas %d", sc.MaxAge, sc.MaxMsgSize, sc.Replicas)
+	if want := int32(jsc.Conn().MaxPayload() - 16<<10); sc.MaxAge != 14*24*time.Hour || sc.MaxMsgSize != want || sc.Replicas != 1 {
+		t.Errorf("stream max age %v, max msg size %d (want %d: max_payload less a dead letter's headers), replicas %d",
+			sc.MaxAge, sc.MaxMsgSize, want, sc.Replicas)
 	}
 
 	ci := consumerInfo(t, jsc, "GRAPHOPS", "graphops-worker")
@@ -132,8 +136,48 @@ func TestNewUpdatesAStreamWithOtherSettings(t *testing.T) {
 	if len(sc.Subjects) != 2 || sc.Subjects[0] != "legacy.>" || sc.Subjects[1] != "graphops.commands.>" {
 		t.Errorf("subjects = %v, want the operator's and ours", sc.Subjects)
 	}
-	if sc.MaxMsgSize != -1 {
-		t.Errorf("MaxMsgSize = %d, want -1 so that large commands reach the dead-letter path", sc.MaxMsgSize)
+	if want := int32(jsc.Conn().MaxPayload() - 16<<10); sc.MaxMsgSize != want {
+		t.Errorf("MaxMsgSize = %d, want %d so that large commands reach the dead-letter path", sc.MaxMsgSize, want)
+	}
+}
+
+// TestTheLargestCommandTheStreamAcceptsCanBeDeadLettered: on a server with
+// NATS's default max_payload (1 MiB), the command stream refuses what its
+// dead letter, with the longest headers of docs/SPEC.md §4, could not hold.
+func TestTheLargestCommandTheStreamAcceptsCanBeDeadLettered(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	srv, err := natsembed.Start(natsembed.Options{Dir: t.TempDir(), MaxPayload: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	_, jsc := natstest.Connect(t, srv.URL())
+	newSource(t, jsc, jetstream.Config{})
+	ctx := context.Background()
+	st, err := jsc.Stream(ctx, "GRAPHOPS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := int(st.CachedInfo().Config.MaxMsgSize)
+	if _, err := jsc.Publish(ctx, "graphops.commands.resume", make([]byte, limit+1)); err == nil {
+		t.Fatalf("the command stream accepted %d bytes, over its limit %d", limit+1, limit)
+	}
+	largest := bytes.Repeat([]byte("x"), limit)
+	if _, err := jsc.Publish(ctx, "graphops.commands.resume", largest); err != nil {
+		t.Fatalf("the command stream refused %d bytes: %v", limit, err)
+	}
+	store, err := dlq.New(ctx, jsc, dlq.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("d", 4096) // every header value is cut to 1 KiB
+	e := dlq.Entry{Reason: dlq.ReasonInvalidMessage, Description: long, Type: "resume", CommandID: long,
+		CommandSource: long, RequestID: long, Attempts: 99, FirstAttempt: time.Now(), LastAttempt: time.Now(),
+		OriginalSubject: long, GraphStatus: 500, GraphCode: long, GraphRequestID: long, ClientRequestID: long,
+		Payload: largest}
+	if _, err := store.Put(ctx, e, strings.Repeat("i", 200)); err != nil {
+		t.Fatalf("the largest command the stream accepts cannot be dead-lettered: %v", err)
 	}
 }
 
