@@ -30,14 +30,16 @@ const contentType = "application/cloudevents+json; charset=utf-8"
 // Publish sends e with MessageId set to its id (Service Bus collapses
 // repeats where duplicate detection is on) and SessionId set to the
 // command's request id, which a session-enabled entity requires and any
-// other ignores.
+// other ignores. A message whose request id could not be read (an invalid
+// message) has its event id as SessionId: without one, a session-enabled
+// entity would refuse the event, and the message would never settle.
 func (p *ServiceBus) Publish(ctx context.Context, e Event) error {
 	id, ct := e.ID, contentType
-	m := &azservicebus.Message{Body: e.Body, MessageID: &id, ContentType: &ct}
-	if e.Request != "" {
-		req := e.Request
-		m.SessionID = &req
+	session := e.Request
+	if session == "" {
+		session = e.ID
 	}
+	m := &azservicebus.Message{Body: e.Body, MessageID: &id, ContentType: &ct, SessionID: &session}
 	if err := p.send.SendMessage(ctx, m, nil); err != nil {
 		return fmt.Errorf("outcome entity %s: %w", p.entity, err)
 	}

@@ -24,7 +24,26 @@ func TestServiceBusPublishesTheEventOnAQueueWithOrWithoutSessions(t *testing.T) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"outcomes", "outcomes-sessions"} {
+	// An invalid message's event: no request id to group it by.
+	invalid, err := outcome.New(outcome.Data{CommandSource: "urn:graphops:message:q:7", Type: "unknown",
+		Outcome: "dead_lettered", Reason: "invalid_message"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snd, err := cl.NewSender("outcomes-sessions", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := outcome.NewServiceBus(snd, "outcomes-sessions").Publish(ctx, invalid); err != nil {
+		t.Fatalf("an event without a request id on a session entity: %v", err)
+	}
+	_ = snd.Close(ctx)
+	if st := emu.State("outcomes-sessions"); len(st.Messages) != 1 || st.Messages[0].SessionID != invalid.ID {
+		t.Fatalf("outcomes-sessions holds %+v, want the event with its id as SessionId", st.Messages)
+	}
+	emu.CreateQueue("outcomes-sessions-2", sbemu.Entity{RequiresSession: true})
+
+	for _, q := range []string{"outcomes", "outcomes-sessions-2"} {
 		snd, err := cl.NewSender(q, nil)
 		if err != nil {
 			t.Fatal(err)
