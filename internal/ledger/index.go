@@ -27,22 +27,25 @@ type indexEntry struct {
 	Requests []string `json:"requests"`
 }
 
-// index adds id.Request to the index entry of id.ID.
-func (l *Ledger) index(ctx context.Context, id Identity) error {
+// index adds id.Request to the index entry of id.ID, and returns the
+// requests the entry listed before (none when it is new).
+func (l *Ledger) index(ctx context.Context, id Identity) ([]string, error) {
 	key := IndexKey(id.ID)
 	b, err := json.Marshal(indexEntry{Requests: []string{id.Request}})
 	if err != nil {
-		return fmt.Errorf("ledger: index %s: %w", key, err)
+		return nil, fmt.Errorf("ledger: index %s: %w", key, err)
 	}
 	start := time.Now()
 	_, err = l.store.Create(ctx, key, b, 0)
 	l.observe("index", err, start)
 	if !errors.Is(err, ErrExists) {
-		return err
+		return nil, err
 	}
 	// The id is known: a redelivery after a lost claim, or the same id
 	// from another source or for another request (rare).
-	return l.retryCAS(ctx, key, func() error {
+	var known []string
+	err = l.retryCAS(ctx, key, func() error {
+		known = nil
 		start := time.Now()
 		e, err := l.store.Get(ctx, key)
 		l.observe("read", err, start)
@@ -62,10 +65,11 @@ func (l *Ledger) index(ctx context.Context, id Identity) error {
 		if err := json.Unmarshal(e.Value, &ie); err != nil {
 			return fmt.Errorf("ledger: index %s: %w", key, err)
 		}
+		known = ie.Requests
 		if slices.Contains(ie.Requests, id.Request) {
 			return nil
 		}
-		ie.Requests = append(ie.Requests, id.Request)
+		ie.Requests = append(slices.Clip(ie.Requests), id.Request)
 		nb, err := json.Marshal(ie)
 		if err != nil {
 			return fmt.Errorf("ledger: index %s: %w", key, err)
@@ -78,6 +82,7 @@ func (l *Ledger) index(ctx context.Context, id Identity) error {
 		}
 		return err
 	})
+	return known, err
 }
 
 // Found is a command record the ledger keeps.

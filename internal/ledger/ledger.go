@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -282,7 +283,7 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 	rev, err := l.create(ctx, "claim", c.reqKey, doc)
 	if err == nil {
 		c.rev, c.doc, c.Record, c.held = rev, doc, fresh, fresh.LeaseUntil
-		return l.indexed(ctx, c, id)
+		return l.indexed(ctx, c, id, replay)
 	}
 	if !errors.Is(err, ErrExists) {
 		return 0, nil, err
@@ -367,20 +368,90 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 	if !isNew {
 		return Claimed, c, nil
 	}
-	return l.indexed(ctx, c, id)
+	return l.indexed(ctx, c, id, replay)
 }
 
 // indexed writes the index entry of a command claimed by c that is not in
 // the index yet; the claim's next write records that it is (Record.Indexed).
 // A claim whose command cannot be indexed is given up, so that the command
 // comes back and is indexed then.
-func (l *Ledger) indexed(ctx context.Context, c *Claim, id Identity) (Decision, *Claim, error) {
-	if err := l.index(ctx, id); err != nil {
+//
+// The index also tells when the command's source+id is known already at
+// another key (docs/SPEC.md §3: the same source+id again is a duplicate,
+// whatever it asks): a producer that reused an id for another callout
+// instance or request. The claim is then undone and Begin answers
+// Duplicate of the earlier command, or Busy while that one is not settled.
+// Only a command the ledger had not seen at its own key is checked (a fresh
+// claim), and not an operator's replay.
+func (l *Ledger) indexed(ctx context.Context, c *Claim, id Identity, replay bool) (Decision, *Claim, error) {
+	known, err := l.index(ctx, id)
+	if err == nil && len(known) > 0 && !replay && c.Previous == nil {
+		var earlier Record
+		var found bool
+		if earlier, found, err = l.elsewhere(ctx, id, known); err == nil && found {
+			return l.undo(ctx, c, id, earlier)
+		}
+	}
+	if err != nil {
 		_ = c.Release(ctx) // if this fails too, the lease runs out
 		return 0, nil, err
 	}
 	c.Record.Indexed = true
 	return Claimed, c, nil
+}
+
+// elsewhere finds a command of id's source and id that holds another key
+// than id.Key of id.Request in one of the requests the index lists for id.
+func (l *Ledger) elsewhere(ctx context.Context, id Identity, requests []string) (Record, bool, error) {
+	for _, req := range requests {
+		doc, _, err := l.load(ctx, RequestKey(req))
+		if err != nil {
+			return Record{}, false, err
+		}
+		for k, r := range doc.Commands {
+			holds := strings.HasPrefix(k, "callout.") || strings.HasPrefix(k, "cmd.")
+			if holds && (req != id.Request || k != id.Key) && r.SameCommand(id) {
+				return r, true, nil
+			}
+		}
+	}
+	return Record{}, false, nil
+}
+
+// undo gives back the key c claimed for a command whose source+id holds
+// another key (earlier): the key goes, and once earlier is settled the
+// command is noted aside as its duplicate, for history.
+func (l *Ledger) undo(ctx context.Context, c *Claim, id Identity, earlier Record) (Decision, *Claim, error) {
+	settled := earlier.State != StateClaimed
+	err := l.retryCAS(ctx, c.reqKey, func() error {
+		doc, rev, err := l.load(ctx, c.reqKey)
+		if err != nil {
+			return err
+		}
+		if cur, ok := doc.Commands[c.key]; !ok || cur.Token != c.token {
+			return nil // not ours any more
+		}
+		now := l.cfg.Now()
+		ndoc := RequestRecord{Request: doc.Request, Commands: maps.Clone(doc.Commands)}
+		delete(ndoc.Commands, c.key)
+		if settled {
+			ndoc = ndoc.with(KeyOf("dup", id.Source, id.ID), Record{State: StateDuplicate, DuplicateOf: earlier.ID,
+				Source: id.Source, ID: id.ID, RequestID: id.RequestID, BodyHash: id.BodyHash,
+				Since: now, SettledAt: now, Indexed: true}, now, l.cfg.Retention)
+		}
+		_, err = l.update(ctx, "claim", c.reqKey, ndoc, rev)
+		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
+			return errLostRace
+		}
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if !settled {
+		return Busy, &Claim{l: l, Record: earlier}, nil
+	}
+	return Duplicate, &Claim{l: l, Record: earlier}, nil
 }
 
 // ReasonConflict is the dead-letter reason of a command that competes
@@ -406,7 +477,7 @@ func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord
 		cur.Replays++
 		r = cur
 	} else {
-		if err := l.index(ctx, id); err != nil {
+		if _, err := l.index(ctx, id); err != nil {
 			return err
 		}
 		r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true

@@ -443,6 +443,7 @@ func runLedgerCases(t *testing.T, b backend) {
 	})
 
 	runHistoryCases(t, b)
+	runSameIDCases(t, b)
 }
 
 // countingStore counts the writes that reach a store.
@@ -715,4 +716,61 @@ func claim(t *testing.T, l *ledger.Ledger, id ledger.Identity) *ledger.Claim {
 		t.Fatalf("Begin(%s) = %s, %v; want claimed", id.ID, d, err)
 	}
 	return cl
+}
+
+// runSameIDCases: the same source+id again is a duplicate whatever it asks
+// (docs/SPEC.md §3), also for another callout instance or request.
+func runSameIDCases(t *testing.T, b backend) {
+	ctx := context.Background()
+	other := func(id, inst string) ledger.Identity {
+		return ledger.Identity{Source: "urn:test", ID: id, Request: "resume:req", Key: ledger.KeyOf("callout", "req", inst), BodyHash: "h-" + inst}
+	}
+
+	t.Run("the same id for another callout instance is a duplicate of the first and leaves that instance free", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		l := replica(t, s, "a", &clock{now: time.Now()})
+		cl := claim(t, l, identity("cmd-1", "h1"))
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		d, got, err := l.Begin(ctx, other("cmd-1", "inst-2"), false)
+		if err != nil || d != ledger.Duplicate || got.Record.ID != "cmd-1" || got.Record.State != ledger.StateApplied {
+			t.Fatalf("%s %+v (%v), want a duplicate of the applied cmd-1", d, got, err)
+		}
+		all, err := ledger.ByCommandID(ctx, s, "cmd-1")
+		if err != nil || len(all) != 2 {
+			t.Fatalf("records of cmd-1: %+v (%v), want the applied one and the duplicate noted", all, err)
+		}
+		// Another command for inst-2 is not blocked by the one undone.
+		if d, _, err := l.Begin(ctx, other("cmd-2", "inst-2"), false); err != nil || d != ledger.Claimed {
+			t.Fatalf("cmd-2 for inst-2: %s (%v), want claimed", d, err)
+		}
+	})
+
+	t.Run("the same id for another request is a duplicate", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		l := replica(t, s, "a", &clock{now: time.Now()})
+		cl := claim(t, l, onRequest("role:pa/r1", "cmd-9"))
+		if err := cl.Applied(ctx, 204, "g", false); err != nil {
+			t.Fatal(err)
+		}
+		if d, _, err := l.Begin(ctx, onRequest("role:pa/r2", "cmd-9"), false); err != nil || d != ledger.Duplicate {
+			t.Fatalf("%s (%v), want a duplicate", d, err)
+		}
+		if all, _ := ledger.ByRequest(ctx, s, "role:pa/r2"); len(all) != 1 || all[0].Record.State != ledger.StateDuplicate {
+			t.Fatalf("request r2 holds %+v, want only the duplicate noted", all)
+		}
+	})
+
+	t.Run("while the first is not settled the second waits", func(t *testing.T) {
+		s := b.open(t, time.Hour)
+		l := replica(t, s, "a", &clock{now: time.Now()})
+		claim(t, l, identity("cmd-1", "h1"))
+		if d, _, err := l.Begin(ctx, other("cmd-1", "inst-2"), false); err != nil || d != ledger.Busy {
+			t.Fatalf("%s (%v), want busy", d, err)
+		}
+		if all, _ := ledger.ByCommandID(ctx, s, "cmd-1"); len(all) != 1 {
+			t.Fatalf("records of cmd-1: %+v, want the first claim only", all)
+		}
+	})
 }

@@ -11,7 +11,8 @@ import (
 // identityOf is the ledger identity of a command. A resume is keyed by its
 // callout instance: two commands for one instance are the same decision
 // (duplicate) or competing ones (conflict), whatever their ids; a redelivery
-// of the same source+id lands on the same key. A role request update is keyed
+// of the same source+id lands on the same key (and the same source+id at
+// another key is found by the ledger's index: ledger.Begin). A role request update is keyed
 // by source+id: several different updates of one role request are all
 // applied.
 func identityOf(c *command.Command) ledger.Identity {

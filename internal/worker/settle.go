@@ -148,9 +148,11 @@ func (j *job) settleDuplicate(r ledger.Record) {
 	if !j.publish(d) {
 		return
 	}
-	if same && r.State == ledger.StateDeadLettered {
+	if same && r.State == ledger.StateDeadLettered && (r.BodyHash == "" || r.BodyHash == j.cmd.BodyHash) {
 		// The first delivery may have stopped between the ledger and the
 		// dead-letter store: store it again (the store keeps one copy).
+		// (The same source+id with another body is acknowledged: its
+		// earlier command's dead letter is the one to replay.)
 		e := j.entry(dlq.Reason(r.Reason), r.Description)
 		e.Attempts, e.FirstAttempt, e.LastAttempt = r.Attempts, r.FirstAttempt, r.LastAttempt
 		lastCallOf(&e, r) // what the first delivery's dead letter said of the last call

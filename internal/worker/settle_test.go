@@ -1,6 +1,7 @@
 package worker_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -182,6 +183,25 @@ func TestADeadLetterIsRecordedThenAnnouncedThenStored(t *testing.T) {
 		r.handle(&fakeMsg{data: seed(t), delivery: 2})
 		if len(out.events) != 2 || out.events[1].ID != out.events[0].ID || len(r.dead.entries) != 2 {
 			t.Fatalf("redelivery: %d events (ids %v), %d dead letters", len(out.events), out.events, len(r.dead.entries))
+		}
+	})
+}
+
+// TestTheSameIDForAnotherCalloutIsADuplicateAndNotSent: a producer that
+// reuses a command's source+id for another callout instance sends nothing
+// to Graph: the same source+id again is a duplicate (docs/SPEC.md §3).
+func TestTheSameIDForAnotherCalloutIsADuplicateAndNotSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, _, _ := newEventRig(t, worker.Config{})
+		r.graph.status = graphops.StatusWaitingForCallback
+		r.handle(&fakeMsg{data: seed(t), delivery: 1})
+		other := bytes.Replace(seed(t), []byte("957d0c50-466b-4840-bb5b-c92cea7141ff"), []byte("11111111-466b-4840-bb5b-c92cea7141ff"), 1)
+		if bytes.Equal(other, seed(t)) {
+			t.Fatal("the example's callout instance id was not found")
+		}
+		r.handle(&fakeMsg{data: other, delivery: 1})
+		if r.graph.writes != 1 || len(r.settled) != 2 || r.settled[1].Outcome != metrics.OutcomeDuplicate {
+			t.Fatalf("writes %d, settled %+v: want the second sent nowhere, a duplicate", r.graph.writes, r.settled)
 		}
 	})
 }
