@@ -169,3 +169,27 @@ func TestCredentialsThatGiveNoTokenStopStartUp(t *testing.T) {
 		t.Error("the worker consumed before it had a token")
 	}
 }
+
+// TestMoreReplicasThanTheServerCanKeepNamesNATS_REPLICAS: a setting the
+// server refuses only when the streams are made is named too.
+func TestMoreReplicasThanTheServerCanKeepNamesNATS_REPLICAS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: embedded JetStream on loopback")
+	}
+	srv := natstest.Server(t)
+	for k, v := range map[string]string{"NATS_URL": srv.URL(), "NATS_REPLICAS": "3", "GRAPH_TOKEN": "t", "ADMIN_ADDR": "127.0.0.1:0"} {
+		t.Setenv(k, v)
+	}
+	var out, errOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run([]string{"run"}, strings.NewReader(""), &out, &errOut) }()
+	select {
+	case code := <-done:
+		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+		if last := lines[len(lines)-1]; code == 0 || !strings.Contains(last, "NATS_REPLICAS:") {
+			t.Fatalf("exit %d, last line %q: want a failure naming NATS_REPLICAS", code, last)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the worker started with 3 replicas on a single server")
+	}
+}

@@ -246,7 +246,11 @@ func connect(ctx context.Context, cfg *config.Config, log *slog.Logger) (*natsCo
 		log.Info("embedded NATS server started", "url", b.url, "dir", cfg.DataDir)
 	}
 	opts := []nats.Option{nats.Name("graphops-worker"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: the worker closed the connection itself
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	if cfg.NATSCreds != "" {
@@ -275,7 +279,11 @@ func openStore(ctx context.Context, cfg *config.Config, js jetstream.JetStream, 
 	case "redis":
 		s, err := redisstore.New(ctx, redisstore.Config{Addr: cfg.RedisAddr, Password: cfg.RedisPassword, DB: cfg.RedisDB, TLS: cfg.RedisTLS, Retention: cfg.LedgerRetention})
 		if err != nil {
-			return nil, nil, fmt.Errorf("REDIS_ADDR: %w", err)
+			setting := "REDIS_ADDR"
+			if cfg.RedisTLS {
+				setting = "REDIS_ADDR (with REDIS_TLS=true)"
+			}
+			return nil, nil, fmt.Errorf("%s: %w", setting, err)
 		}
 		return s, func() { _ = s.Close() }, nil
 	default:

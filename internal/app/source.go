@@ -52,10 +52,25 @@ func openBroker(ctx context.Context, cfg *config.Config, log *slog.Logger) (brok
 	dead, err := dlq.New(ctx, b.js, dlqConfig(cfg))
 	if err != nil {
 		b.close()
-		return nil, fmt.Errorf("NATS_DLQ_STREAM: %w", err)
+		return nil, fmt.Errorf("%s: %w", streamSetting(err, "NATS_DLQ_STREAM"), err)
 	}
 	return &natsBroker{b: b, dead: dead, cfg: cfg, name: cfg.Stream}, nil
 }
+
+// streamSetting names the setting behind a failure to create or update a
+// stream: NATS_REPLICAS when the server cannot keep that many, else
+// otherwise.
+func streamSetting(err error, otherwise string) string {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == jsReplicasNotSupported {
+		return "NATS_REPLICAS"
+	}
+	return otherwise
+}
+
+// jsReplicasNotSupported is the server's JSStreamReplicasNotSupportedErr
+// ("replicas > 1 not supported in non-clustered mode").
+const jsReplicasNotSupported = 10074
 
 // natsBroker is NATS JetStream: the command stream and durable consumer,
 // the dead-letter stream.
@@ -82,7 +97,7 @@ func (n *natsBroker) Consume(ctx context.Context, cfg *config.Config, log *slog.
 		DeadLetters: n.dead,
 	}, log)
 	if err != nil {
-		return nil, fmt.Errorf("NATS_STREAM: %w", err)
+		return nil, fmt.Errorf("%s: %w", streamSetting(err, "NATS_STREAM"), err)
 	}
 	n.src, n.name = s, cfg.Stream+"/"+durable
 	return s, nil

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -295,6 +296,13 @@ func (c *Config) Validate() error {
 		}
 		if c.JSReplicas < 1 || c.JSReplicas > 5 {
 			bad("NATS_REPLICAS", "must be 1 to 5, not %d", c.JSReplicas)
+		}
+		if c.NATSCreds != "" {
+			if f, err := os.Open(c.NATSCreds); err != nil {
+				bad("NATS_CREDS", "cannot read the credentials file: %v", err)
+			} else {
+				f.Close()
+			}
 		}
 	}
 	if u, err := url.Parse(c.GraphBaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {

@@ -84,6 +84,7 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"a stream that keeps messages less than the ack wait", map[string]string{"NATS_STREAM_MAX_AGE": "10s"}, nil, "NATS_STREAM_MAX_AGE"},
 		{"a zero max delivery count", map[string]string{"WORKER_SOURCE": "servicebus", "SERVICEBUS_NAMESPACE": "x", "SERVICEBUS_QUEUE": "q", "SERVICEBUS_MAX_DELIVERY_COUNT": "0"}, nil, "SERVICEBUS_MAX_DELIVERY_COUNT"},
 		{"a negative Redis database", map[string]string{"REDIS_DB": "-1"}, nil, "REDIS_DB"},
+		{"a credentials file that is not there", map[string]string{"NATS_CREDS": "/nonexistent/user.creds"}, nil, "NATS_CREDS"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
