@@ -483,11 +483,33 @@ func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord
 		r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true
 	}
 	ndoc := doc.with(key, r, now, l.cfg.Retention)
-	_, err := l.update(ctx, "claim", reqKey, ndoc, rev)
+	var err error
+	if rev == 0 {
+		ndoc.Request = id.Request
+		_, err = l.create(ctx, "claim", reqKey, ndoc)
+	} else {
+		_, err = l.update(ctx, "claim", reqKey, ndoc, rev)
+	}
 	if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
 		return errLostRace
 	}
 	return err
+}
+
+// Refused records, once, a command dead-lettered before it could be
+// claimed (docs/SPEC.md §2: validation_failed) whose id and request id
+// could be read, so that `worker history` knows it. Like a conflict it
+// holds no key; an operator's replay (replay) counts in its Replays.
+func (l *Ledger) Refused(ctx context.Context, id Identity, reason, description string, replay bool) error {
+	reqKey := RequestKey(id.Request)
+	return l.retryCAS(ctx, reqKey, func() error {
+		doc, rev, err := l.load(ctx, reqKey)
+		if err != nil {
+			return err
+		}
+		return l.noteAside(ctx, reqKey, doc, rev, id, "refused",
+			Record{State: StateDeadLettered, Reason: reason, Description: description}, replay, l.cfg.Now())
+	})
 }
 
 // errLostRace is a compare-and-swap that another writer won: read again and

@@ -48,6 +48,7 @@ type fakeMsg struct {
 	data     []byte
 	delivery int
 	last     bool
+	headers  map[string]string
 
 	mu         sync.Mutex
 	acked      int
@@ -80,7 +81,7 @@ func (m *fakeMsg) DeadLetter(_ context.Context, e dlq.Entry) error {
 
 func (m *fakeMsg) Data() []byte         { return m.data }
 func (m *fakeMsg) Subject() string      { return "graphops.commands.resume" }
-func (m *fakeMsg) Header(string) string { return "" }
+func (m *fakeMsg) Header(k string) string { return m.headers[k] }
 func (m *fakeMsg) Delivery() int        { return m.delivery }
 func (m *fakeMsg) Last() bool           { return m.last }
 func (m *fakeMsg) ID() string           { return "7" }

@@ -168,10 +168,20 @@ func (j *job) settleDuplicate(r ledger.Record) {
 
 func (j *job) settleDeadLetter(reason dlq.Reason, description string) {
 	e := j.entry(reason, description)
-	if j.claim != nil {
-		if err := j.retryStore(func(ctx context.Context) error {
-			return j.claim.DeadLettered(ctx, string(reason), description)
-		}); err != nil {
+	record := func(ctx context.Context) error { return j.claim.DeadLettered(ctx, string(reason), description) }
+	if j.claim == nil {
+		record = nil
+		if u := j.unparsed; u != nil && u.ID != "" && u.RequestID != "" {
+			// A command refused by validation whose ids could be read:
+			// the ledger keeps it for `worker history`.
+			id := ledger.Identity{Source: u.Source, ID: u.ID, Request: ledger.RequestOf(string(u.Type), u.RequestID), RequestID: u.RequestID}
+			record = func(ctx context.Context) error {
+				return j.p.Ledger.Refused(ctx, id, string(reason), description, j.m.Header(dlq.HeaderReplay) != "")
+			}
+		}
+	}
+	if record != nil {
+		if err := j.retryStore(record); err != nil {
 			j.logError("cannot record the dead letter in the ledger; handing the message back", "reason", reason, "err", err)
 			// With the error, a last delivery is left to its lease rather
 			// than dead-lettered again (which would need the same ledger).

@@ -332,3 +332,35 @@ func TestADeadLetterAfterAHandBackDescribesTheEarlierDeliverysCall(t *testing.T)
 		}
 	})
 }
+
+// TestACommandRefusedByValidationIsInTheLedger: a command that fails
+// validation but whose id and request id could be read is recorded as
+// dead-lettered, once, for `worker history` (docs/SPEC.md §8); a replay of
+// its dead letter counts.
+func TestACommandRefusedByValidationIsInTheLedger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r, _, _ := newEventRig(t, worker.Config{})
+		bad := bytes.Replace(seed(t), []byte(`"stage":"assignmentRequestCreated"`), []byte(`"stage":"assignmentRequestApproved"`), 1)
+		var ce *command.Error
+		if _, err := command.Parse(bad, command.Options{}); !errors.As(err, &ce) || ce.Reason != command.ReasonValidationFailed || ce.RequestID == "" {
+			t.Fatalf("Parse = %v: want a validation failure with the request id read", err)
+		}
+		r.handle(&fakeMsg{data: bad, delivery: 1})
+		r.handle(&fakeMsg{data: bad, delivery: 2})
+		found, err := ledger.ByCommandID(t.Context(), r.store, ce.ID)
+		if err != nil || len(found) != 1 {
+			t.Fatalf("ledger has %+v (%v), want the refused command once", found, err)
+		}
+		if rec := found[0].Record; rec.State != ledger.StateDeadLettered || rec.Reason != string(dlq.ReasonValidationFailed) || rec.Replays != 0 {
+			t.Fatalf("record %+v, want dead-lettered for validation_failed", rec)
+		}
+		r.handle(&fakeMsg{data: bad, delivery: 1, headers: map[string]string{dlq.HeaderReplay: "7"}})
+		found, _ = ledger.ByCommandID(t.Context(), r.store, ce.ID)
+		if len(found) != 1 || found[0].Record.Replays != 1 {
+			t.Fatalf("after a replay: %+v, want one record with one replay", found)
+		}
+		if r.graph.writes != 0 || len(r.dead.entries) != 3 {
+			t.Fatalf("writes %d, dead letters %d: want no call and every delivery dead-lettered", r.graph.writes, len(r.dead.entries))
+		}
+	})
+}
