@@ -193,3 +193,15 @@ func TestMoreReplicasThanTheServerCanKeepNamesNATS_REPLICAS(t *testing.T) {
 		t.Fatal("the worker started with 3 replicas on a single server")
 	}
 }
+
+// TestDLQNeedsTheBrokersURL: with NATS_URL empty, `worker dlq` would start
+// an embedded server on the data directory a running worker holds; it
+// refuses, naming the setting, as submit and history do.
+func TestDLQNeedsTheBrokersURL(t *testing.T) {
+	t.Setenv("NATS_URL", "")
+	t.Setenv("WORKER_DATA_DIR", t.TempDir())
+	var out, errOut bytes.Buffer
+	if code := run([]string{"dlq", "list"}, strings.NewReader(""), &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "NATS_URL") {
+		t.Fatalf("exit %d, stderr %q: want a failure naming NATS_URL", code, errOut.String())
+	}
+}

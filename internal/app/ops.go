@@ -100,6 +100,11 @@ func DLQ(ctx context.Context, cfg *config.Config, args []string, in io.Reader, o
 	case verb == "replay" && *all == (len(seqs) > 0):
 		return &UsageError{"worker dlq replay: want IDs or --all"}
 	}
+	if cfg.Source != "servicebus" && cfg.NATSURL == "" {
+		// An embedded server would open the data directory a running
+		// worker holds.
+		return errors.New("NATS_URL: dlq reads the dead letters through the broker (e.g. NATS_URL=nats://127.0.0.1:4222)")
+	}
 	b, err := openBroker(ctx, cfg, log)
 	if err != nil {
 		return err
