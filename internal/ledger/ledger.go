@@ -381,15 +381,19 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 // whatever it asks): a producer that reused an id for another callout
 // instance or request. The claim is then undone and Begin answers
 // Duplicate of the earlier command, or Busy while that one is not settled.
-// Only a command the ledger had not seen at its own key is checked (a fresh
-// claim), and not an operator's replay.
+// Only a command not in the index yet is checked (most redeliveries are),
+// and not an operator's replay.
 func (l *Ledger) indexed(ctx context.Context, c *Claim, id Identity, replay bool) (Decision, *Claim, error) {
 	known, err := l.index(ctx, id)
-	if err == nil && len(known) > 0 && !replay && c.Previous == nil {
+	if err == nil && len(known) > 0 && !replay {
 		var earlier Record
 		var found bool
 		if earlier, found, err = l.elsewhere(ctx, id, known); err == nil && found {
-			return l.undo(ctx, c, id, earlier)
+			d, got, err := l.undo(ctx, c, id, earlier)
+			if err != nil {
+				_ = c.Release(ctx) // the command comes back and is checked again
+			}
+			return d, got, err
 		}
 	}
 	if err != nil {
