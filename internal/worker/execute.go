@@ -155,20 +155,16 @@ func (j *job) execute() Outcome {
 // settleAfterTakeover is when a resume taken over from prev may first be
 // read. An owner whose lease ran out (it crashed, or lost the store) may
 // have sent a write the ledger does not know of yet (an attempt is recorded
-// at the claim's next write): the last one it could start began
-// 2×graphTimeoutMargin before its lease ended, or at its last recorded
-// attempt, and Graph is given settle after it (docs/SPEC.md §3). A claim
-// given up (Owner empty: a hand-back, which keeps others off until Graph is
-// done, or a settled record) needs no wait.
+// at the claim's next write). It sends only while it holds the claim, and
+// it renews the claim before a call when little is left, so its last write
+// began before the lease it last wrote ended: Graph is given settle after
+// that (docs/SPEC.md §3). A claim given up (Owner empty: a hand-back, which
+// keeps others off until Graph is done, or a settled record) needs no wait.
 func settleAfterTakeover(prev ledger.Record, settle time.Duration) time.Time {
 	if prev.State != ledger.StateClaimed || prev.Owner == "" {
 		return time.Time{}
 	}
-	last := prev.LeaseUntil.Add(-2 * graphTimeoutMargin)
-	if prev.LastAttempt.After(last) {
-		last = prev.LastAttempt
-	}
-	return last.Add(settle)
+	return prev.LeaseUntil.Add(settle)
 }
 
 // record is the claim's record as this process knows it; the renewal
