@@ -29,6 +29,10 @@ import (
 // gives up a second after the expiry).
 const pullExpiry = 2 * time.Second
 
+// drainHandBack is the redelivery delay of a message a draining replica's
+// last pull request brings: past the request's end.
+const drainHandBack = pullExpiry + time.Second
+
 // ErrRunning is returned by a second Run while one is running.
 var ErrRunning = consumer.ErrRunning
 
@@ -113,6 +117,14 @@ func (s *Source) Receive(ctx context.Context, n int, deliver func(consumer.Lease
 				// Cannot happen for a message of a pull consumer.
 				s.log.Error("message without JetStream metadata; handing it back", "err", merr)
 				_ = jm.Nak()
+				continue
+			}
+			if ctx.Err() != nil && !m.Last() {
+				// Draining: the pull request stays open until it expires,
+				// and a message handed back at once would come straight
+				// back into it, a delivery spent each time. It goes back
+				// for when the request is over, to another replica.
+				_ = jm.NakWithDelay(drainHandBack)
 				continue
 			}
 			deliver(m)

@@ -577,3 +577,41 @@ func TestMessageCarriesBodySubjectHeadersAndSequence(t *testing.T) {
 		t.Errorf("headers: %+v", v)
 	}
 }
+
+// TestADrainingPullHandsBackPastItsEnd: what a pull request brings once the
+// replica drains goes back with a delay that outlasts the request, instead
+// of coming straight back into it and spending a delivery each time.
+func TestADrainingPullHandsBackPastItsEnd(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	jsc, src := start(t, jetstream.Config{Concurrency: 2})
+	publish(t, jsc, subject, 2)
+	draining, cancel := context.WithCancel(context.Background())
+	cancel()
+	delivered := 0
+	if err := src.Receive(draining, 2, func(consumer.Leased) { delivered++ }); err != nil {
+		t.Fatal(err)
+	}
+	if delivered != 0 {
+		t.Fatalf("%d messages delivered to a draining replica", delivered)
+	}
+	start := time.Now()
+	var got []consumer.Leased
+	for len(got) < 2 && time.Since(start) < 10*time.Second {
+		if err := src.Receive(context.Background(), 2, func(m consumer.Leased) { got = append(got, m) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d of 2 messages came back", len(got))
+	}
+	if back := time.Since(start); back < 2*time.Second {
+		t.Errorf("back after %s, want after the pull request's 2s", back)
+	}
+	for _, m := range got {
+		if m.Delivery() != 2 {
+			t.Errorf("delivery %d, want 2: one delivery spent by the drain", m.Delivery())
+		}
+		_ = m.Ack(context.Background())
+	}
+}
