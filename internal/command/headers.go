@@ -1,11 +1,18 @@
 package command
 
-import "strings"
+import (
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
 
 // allowedHeader returns the canonical spelling of an allowed extra request
 // header (docs/SPEC.md §2), "" when name is not allowed. Authorization,
 // Content-Type and client-request-id are the worker's own.
 func allowedHeader(name string) string {
+	if !httpguts.ValidHeaderFieldName(name) {
+		return "" // and no Unicode case folding into an allowed name (ſ is s)
+	}
 	for _, h := range [...]string{"x-ms-throttle-priority", "Prefer", "ConsistencyLevel"} {
 		if strings.EqualFold(name, h) {
 			return h

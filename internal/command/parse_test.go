@@ -357,6 +357,7 @@ func TestParseRefusesBadHeaders(t *testing.T) {
 		{"a Content-Type header fails validation", headers(map[string]any{"content-type": "text/plain"}), command.Options{}, wrong, "data.headers.content-type", []string{"not allowed"}},
 		{"a client-request-id header fails validation", headers(map[string]any{"client-request-id": "x"}), command.Options{}, wrong, "data.headers.client-request-id", []string{"not allowed"}},
 		{"an unknown header fails validation", headers(map[string]any{"X-Foo": "x"}), command.Options{}, wrong, "data.headers.X-Foo", []string{"not allowed"}},
+		{"a header name that folds into an allowed one only in Unicode fails validation", headers(map[string]any{"x-mſ-throttle-priority": "low"}), command.Options{}, wrong, `data.headers["x-m\u017f-throttle-priority"]`, []string{"not allowed"}},
 		{"a header name with a line break is named safely", headers(map[string]any{"Prefer\r\nX-Evil": "x"}), command.Options{}, wrong, `data.headers["Prefer\r\nX-Evil"]`, []string{"not allowed"}},
 		{"a header value with CR LF fails validation", headers(map[string]any{"Prefer": "a\r\nAuthorization: Bearer x"}), command.Options{}, wrong, "data.headers.Prefer", []string{"CR or LF"}},
 		{"a header value with a tab fails validation", headers(map[string]any{"Prefer": "a\tb"}), command.Options{}, wrong, "data.headers.Prefer", []string{"control character"}},

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/graphops/worker/internal/graphops"
 )
 
 // Config holds every setting of `worker run`.
@@ -305,8 +307,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if u, err := url.Parse(c.GraphBaseURL); err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
-		bad("GRAPH_BASE_URL", "must be an https URL (http only for a loopback host): %q", c.GraphBaseURL)
+	if err := graphops.CheckBaseURL(c.GraphBaseURL); err != nil {
+		bad("GRAPH_BASE_URL", "%v", err)
 	}
 	positive(&errs, "GRAPH_TIMEOUT", c.GraphTimeout)
 	positive(&errs, "GRAPH_UNANSWERED_SETTLE", c.GraphSettle)
@@ -426,12 +428,4 @@ func positive(errs *[]error, env string, d time.Duration) {
 	if d <= 0 {
 		*errs = append(*errs, fmt.Errorf("%s: must be a positive duration", env))
 	}
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -85,6 +85,8 @@ func TestBadConfigurationNamesTheSetting(t *testing.T) {
 		{"a zero max delivery count", map[string]string{"WORKER_SOURCE": "servicebus", "SERVICEBUS_NAMESPACE": "x", "SERVICEBUS_QUEUE": "q", "SERVICEBUS_MAX_DELIVERY_COUNT": "0"}, nil, "SERVICEBUS_MAX_DELIVERY_COUNT"},
 		{"a negative Redis database", map[string]string{"REDIS_DB": "-1"}, nil, "REDIS_DB"},
 		{"a credentials file that is not there", map[string]string{"NATS_CREDS": "/nonexistent/user.creds"}, nil, "NATS_CREDS"},
+		{"a Graph URL with user info", map[string]string{"GRAPH_BASE_URL": "https://some-secret@graph.microsoft.com"}, nil, "GRAPH_BASE_URL"},
+		{"a Graph URL with a query", map[string]string{"GRAPH_BASE_URL": "https://graph.microsoft.com/?sig=some-secret"}, nil, "GRAPH_BASE_URL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -131,6 +133,19 @@ func TestUsageNamesTheAzureVariables(t *testing.T) {
 		"AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_AUTHORITY_HOST", "AZURE_ADDITIONALLY_ALLOWED_TENANTS"} {
 		if !strings.Contains(b.String(), v) {
 			t.Errorf("--help does not name %s", v)
+		}
+	}
+}
+
+// TestABadGraphURLIsNotEchoedWithItsSecrets: GRAPH_BASE_URL's error names
+// the setting without quoting user info or a query, which may be
+// credentials.
+func TestABadGraphURLIsNotEchoedWithItsSecrets(t *testing.T) {
+	for _, u := range []string{"http://admin:some-secret@example.com", "https://some-secret@graph.microsoft.com",
+		"http://127.0.0.1:1/?sig=some-secret", "https://graph.microsoft.com/#some-secret", "ht tp://some-secret"} {
+		_, err := config.Load(nil, env(map[string]string{"GRAPH_BASE_URL": u}), io.Discard)
+		if err == nil || !strings.HasPrefix(err.Error(), "GRAPH_BASE_URL") || strings.Contains(err.Error(), "some-secret") {
+			t.Errorf("%s: error %v, want one naming GRAPH_BASE_URL without the secret", u, err)
 		}
 	}
 }

@@ -114,30 +114,47 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// CheckBaseURL says what is wrong with a GRAPH_BASE_URL (nil when
+// nothing): an absolute https URL (http only for a loopback host) without
+// user info, query or fragment. Its message never quotes user info or a
+// query, which may be credentials.
+func CheckBaseURL(raw string) error {
+	_, err := baseURL(raw)
+	return err
+}
+
 // parseBaseURL validates a base URL and returns it without a trailing slash.
 func parseBaseURL(raw string) (*url.URL, error) {
+	u, err := baseURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("graphops: GRAPH_BASE_URL %w", err)
+	}
+	return u, nil
+}
+
+func baseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		// url.Parse's error quotes the input, which may carry credentials.
-		return nil, errors.New("graphops: GRAPH_BASE_URL is not a valid URL")
+		return nil, errors.New("is not a valid URL")
 	}
-	shown := u.Redacted()
+	shown := (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 	switch {
 	case u.Host == "" || u.Hostname() == "":
-		return nil, fmt.Errorf("graphops: GRAPH_BASE_URL must be an absolute URL with a host, got %q", shown)
+		return nil, fmt.Errorf("must be an absolute URL with a host, got %q", shown)
 	case u.User != nil:
-		return nil, fmt.Errorf("graphops: GRAPH_BASE_URL must not contain user info, got %q", shown)
+		return nil, fmt.Errorf("must not contain user info, got %q (user info left out)", shown)
 	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "":
-		return nil, fmt.Errorf("graphops: GRAPH_BASE_URL must not have a query or fragment, got %q", shown)
+		return nil, fmt.Errorf("must not have a query or fragment, got %q (query left out)", shown)
 	case u.Scheme == "https":
 	case u.Scheme == "http" && isLoopback(u.Hostname()):
 	default:
-		return nil, fmt.Errorf("graphops: GRAPH_BASE_URL must use https (http only for loopback hosts), got %q", shown)
+		return nil, fmt.Errorf("must use https (http only for loopback hosts), got %q", shown)
 	}
 	trimmed := strings.TrimRight(u.EscapedPath(), "/")
 	path, err := url.PathUnescape(trimmed)
 	if err != nil {
-		return nil, fmt.Errorf("graphops: GRAPH_BASE_URL has a badly escaped path, got %q", shown)
+		return nil, fmt.Errorf("has a badly escaped path, got %q", shown)
 	}
 	return &url.URL{Scheme: u.Scheme, Host: u.Host, Path: path, RawPath: trimmed}, nil
 }
