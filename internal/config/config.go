@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/graphops/worker/internal/dlq"
 	"github.com/graphops/worker/internal/graphops"
 )
 
@@ -280,11 +281,11 @@ func (c *Config) Validate() error {
 			bad("NATS_SUBJECTS", "required")
 		}
 		for _, s := range c.SubjectList() {
-			if !subjectOK(s, true) {
+			if !dlq.ValidSubject(s, true) {
 				bad("NATS_SUBJECTS", "not a subject filter (dot-separated tokens, * a whole token, > only last): %q", s)
 			}
 		}
-		if !subjectOK(c.DLQPrefix, false) {
+		if !dlq.ValidSubject(c.DLQPrefix, false) {
 			bad("NATS_DLQ_SUBJECT_PREFIX", "must be a subject prefix without wildcards: %q", c.DLQPrefix)
 		}
 		if c.AckWait < time.Second {
@@ -388,29 +389,6 @@ func (c *Config) Level() (slog.Level, error) {
 		return 0, errors.New("must be debug, info, warn or error")
 	}
 	return l, nil
-}
-
-// subjectOK reports whether s is a NATS subject of dot-separated non-empty
-// tokens without spaces; with filter, a token may be * and the last may be
-// >, otherwise no wildcard at all.
-func subjectOK(s string, filter bool) bool {
-	if s == "" || strings.ContainsAny(s, " \t\r\n") {
-		return false
-	}
-	tokens := strings.Split(s, ".")
-	for i, t := range tokens {
-		switch {
-		case t == "":
-			return false
-		case t == "*" || (t == ">" && i == len(tokens)-1):
-			if !filter {
-				return false
-			}
-		case strings.ContainsAny(t, "*>"):
-			return false
-		}
-	}
-	return true
 }
 
 // SubjectList splits NATS_SUBJECTS.

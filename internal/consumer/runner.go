@@ -63,6 +63,12 @@ type Config struct {
 	// RetryMin and RetryMax bound the exponential backoff after a failed
 	// Receive; defaults 100ms and 5s.
 	RetryMin, RetryMax time.Duration
+	// NotStartedDelay is the hand-back delay of a message received but not
+	// started (it came during a drain); default 0, at once. A broker whose
+	// receive stays open during the drain (JetStream's pull request) sets
+	// it past that, or the message comes straight back into it, a delivery
+	// spent each time.
+	NotStartedDelay time.Duration
 	// Log receives the Runner's warnings; nil discards.
 	Log *slog.Logger
 }
@@ -197,11 +203,11 @@ func (r *Runner) newBackOff() backoff.BackOff {
 }
 
 // handBackNow returns a message received but not started, so that another
-// replica may take it at once.
+// replica may take it (after NotStartedDelay).
 func (r *Runner) handBackNow(m Leased) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	if err := m.HandBack(ctx, 0); err != nil {
+	if err := m.HandBack(ctx, r.cfg.NotStartedDelay); err != nil {
 		r.cfg.Log.Warn("cannot hand back a message at shutdown; its lock will expire", "id", m.ID(), "err", err)
 	}
 }

@@ -235,37 +235,39 @@ func TestRunnerRetriesAFailedRenewalUntilTheLockEnds(t *testing.T) {
 }
 
 func TestRunnerHandsBackWhatArrivesAsTheDrainStartsButHandlesALastDelivery(t *testing.T) {
-	ordinary, last := newMsg("ordinary", time.Minute), newMsg("last", time.Minute)
-	last.last = true
-	recv := &fakeReceiver{}
-	ctx, cancel := context.WithCancel(context.Background())
-	// The broker's answer arrives after the drain started.
-	recv.onEmpty = func(rctx context.Context) []*fakeMsg {
-		recv.mu.Lock()
-		recv.onEmpty = nil
-		recv.mu.Unlock()
-		cancel()
-		<-rctx.Done()
-		return []*fakeMsg{ordinary, last}
-	}
-	var handled []string
-	var mu sync.Mutex
-	err := runner(t, recv, consumer.Config{Concurrency: 4}).Run(ctx, func(m consumer.Message) {
-		mu.Lock()
-		handled = append(handled, m.ID())
-		mu.Unlock()
-		_ = m.Ack(context.Background())
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, oAcked, oBack, _ := ordinary.state()
-	_, lAcked, lBack, _ := last.state()
-	if oAcked != 0 || oBack != 1 || ordinary.handedBack[0] != 0 {
-		t.Fatalf("ordinary message: acked %d, handed back %v; want handed back at once", oAcked, ordinary.handedBack)
-	}
-	if lAcked != 1 || lBack != 0 || len(handled) != 1 || handled[0] != "last" {
-		t.Fatalf("last delivery: acked %d, handed back %d, handled %v; want it handled", lAcked, lBack, handled)
+	for _, delay := range []time.Duration{0, 3 * time.Second} { // NotStartedDelay: default, and JetStream's
+		ordinary, last := newMsg("ordinary", time.Minute), newMsg("last", time.Minute)
+		last.last = true
+		recv := &fakeReceiver{}
+		ctx, cancel := context.WithCancel(context.Background())
+		// The broker's answer arrives after the drain started.
+		recv.onEmpty = func(rctx context.Context) []*fakeMsg {
+			recv.mu.Lock()
+			recv.onEmpty = nil
+			recv.mu.Unlock()
+			cancel()
+			<-rctx.Done()
+			return []*fakeMsg{ordinary, last}
+		}
+		var handled []string
+		var mu sync.Mutex
+		err := runner(t, recv, consumer.Config{Concurrency: 4, NotStartedDelay: delay}).Run(ctx, func(m consumer.Message) {
+			mu.Lock()
+			handled = append(handled, m.ID())
+			mu.Unlock()
+			_ = m.Ack(context.Background())
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, oAcked, oBack, _ := ordinary.state()
+		_, lAcked, lBack, _ := last.state()
+		if oAcked != 0 || oBack != 1 || ordinary.handedBack[0] != delay {
+			t.Fatalf("ordinary message: acked %d, handed back %v; want handed back after %s", oAcked, ordinary.handedBack, delay)
+		}
+		if lAcked != 1 || lBack != 0 || len(handled) != 1 || handled[0] != "last" {
+			t.Fatalf("last delivery: acked %d, handed back %d, handled %v; want it handled", lAcked, lBack, handled)
+		}
 	}
 }
 

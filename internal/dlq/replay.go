@@ -163,7 +163,7 @@ func (s *Store) replayable(subject string) error {
 	switch {
 	case subject == "":
 		return fmt.Errorf("%w: no %s header", ErrNotReplayable, HeaderOriginalSubject)
-	case !validSubject(subject, false):
+	case !ValidSubject(subject, false):
 		return fmt.Errorf("%w: original subject %q is not a subject", ErrNotReplayable, subject)
 	case subsetMatch(subject, s.filter):
 		return fmt.Errorf("%w: original subject %s is a dead-letter subject", ErrNotReplayable, subject)

@@ -65,14 +65,14 @@ func (c *Config) Validate() error {
 	if strings.ContainsAny(c.Stream, ".*>/\\") || strings.IndexFunc(c.Stream, isSpaceOrControl) >= 0 {
 		return fmt.Errorf("dlq: Stream %q: a stream name may not contain '.', '*', '>', '/', '\\' or whitespace", c.Stream)
 	}
-	if !validSubject(c.SubjectPrefix, false) {
+	if !ValidSubject(c.SubjectPrefix, false) {
 		return fmt.Errorf("dlq: SubjectPrefix %q: not a subject without wildcards", c.SubjectPrefix)
 	}
 	if c.Replicas < 1 || c.Replicas > 5 {
 		return fmt.Errorf("dlq: Replicas %d: must be between 1 and 5", c.Replicas)
 	}
 	for _, s := range c.CommandSubjects {
-		if !validSubject(s, true) {
+		if !ValidSubject(s, true) {
 			return fmt.Errorf("dlq: CommandSubjects %q: not a subject filter", s)
 		}
 	}
@@ -362,9 +362,9 @@ func apiPrefix(o jetstream.JetStreamOptions) string {
 	return jetstream.DefaultAPIPrefix
 }
 
-// validSubject reports whether s is a NATS subject; wildcards ('*' as a
+// ValidSubject reports whether s is a NATS subject; wildcards ('*' as a
 // token, '>' as the last token) only when filter is true.
-func validSubject(s string, filter bool) bool {
+func ValidSubject(s string, filter bool) bool {
 	if s == "" || strings.IndexFunc(s, isSpaceOrControl) >= 0 {
 		return false
 	}

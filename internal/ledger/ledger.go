@@ -163,6 +163,14 @@ type Identity struct {
 	BodyHash string
 }
 
+// LastCall is the last write call r's history keeps; false when none.
+func (r Record) LastCall() (Attempt, bool) {
+	if len(r.History) == 0 {
+		return Attempt{}, false
+	}
+	return r.History[len(r.History)-1], true
+}
+
 // SameCommand reports whether r was written for the command id.
 func (r Record) SameCommand(id Identity) bool { return r.Source == id.Source && r.ID == id.ID }
 
@@ -309,10 +317,10 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 				isNew = false
 				switch {
 				case d == Duplicate && !cur.SameCommand(id):
-					return l.noteAside(ctx, c.reqKey, doc, rev, id, "dup", Record{State: StateDuplicate, DuplicateOf: cur.ID}, replay, now)
+					return l.noteAside(ctx, c.reqKey, doc, rev, id, asideDup, Record{State: StateDuplicate, DuplicateOf: cur.ID}, replay, now)
 				case d == Conflict:
 					// The caller dead-letters it, naming cur.
-					return l.noteAside(ctx, c.reqKey, doc, rev, id, "conflict", Record{State: StateDeadLettered, Reason: ReasonConflict}, replay, now)
+					return l.noteAside(ctx, c.reqKey, doc, rev, id, asideConflict, Record{State: StateDeadLettered, Reason: ReasonConflict}, replay, now)
 				}
 				return nil
 			}
@@ -334,7 +342,7 @@ func (l *Ledger) Begin(ctx context.Context, id Identity, replay bool) (Decision,
 			case cur.State != StateClaimed:
 				// Another command takes over a key that never took effect:
 				// the earlier one moves aside, for history.
-				ndoc = doc.with(KeyOf("was", cur.Source, cur.ID), cur, now, l.cfg.Retention)
+				ndoc = doc.with(KeyOf(asideWas, cur.Source, cur.ID), cur, now, l.cfg.Retention)
 			}
 			prev = &cur
 		}
@@ -413,8 +421,7 @@ func (l *Ledger) elsewhere(ctx context.Context, id Identity, requests []string) 
 			return Record{}, false, err
 		}
 		for k, r := range doc.Commands {
-			holds := strings.HasPrefix(k, "callout.") || strings.HasPrefix(k, "cmd.")
-			if holds && (req != id.Request || k != id.Key) && r.SameCommand(id) {
+			if !aside(k) && (req != id.Request || k != id.Key) && r.SameCommand(id) {
 				return r, true, nil
 			}
 		}
@@ -439,9 +446,8 @@ func (l *Ledger) undo(ctx context.Context, c *Claim, id Identity, earlier Record
 		ndoc := RequestRecord{Request: doc.Request, Commands: maps.Clone(doc.Commands)}
 		delete(ndoc.Commands, c.key)
 		if settled {
-			ndoc = ndoc.with(KeyOf("dup", id.Source, id.ID), Record{State: StateDuplicate, DuplicateOf: earlier.ID,
-				Source: id.Source, ID: id.ID, RequestID: id.RequestID, BodyHash: id.BodyHash,
-				Since: now, SettledAt: now, Indexed: true}, now, l.cfg.Retention)
+			ndoc = ndoc.with(KeyOf(asideDup, id.Source, id.ID),
+				notedAside(id, Record{State: StateDuplicate, DuplicateOf: earlier.ID}, now), now, l.cfg.Retention)
 		}
 		_, err = l.update(ctx, "claim", c.reqKey, ndoc, rev)
 		if errors.Is(err, ErrConflict) || errors.Is(err, ErrExists) {
@@ -456,6 +462,25 @@ func (l *Ledger) undo(ctx context.Context, c *Claim, id Identity, earlier Record
 		return Busy, &Claim{l: l, Record: earlier}, nil
 	}
 	return Duplicate, &Claim{l: l, Record: earlier}, nil
+}
+
+// The kinds of the keys of records kept aside in a request record (KeyOf
+// kind, source, id): they hold no key of a command, only its history.
+const (
+	asideDup      = "dup"      // a duplicate of another command
+	asideConflict = "conflict" // a conflicting decision, dead-lettered
+	asideWas      = "was"      // a command another one took its key over from
+	asideRefused  = "refused"  // refused by validation, dead-lettered
+)
+
+// aside reports whether key is the key of a record kept aside.
+func aside(key string) bool {
+	kind, _, _ := strings.Cut(key, ".")
+	switch kind {
+	case asideDup, asideConflict, asideWas, asideRefused:
+		return true
+	}
+	return false
 }
 
 // ReasonConflict is the dead-letter reason of a command that competes
@@ -484,7 +509,7 @@ func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord
 		if _, err := l.index(ctx, id); err != nil {
 			return err
 		}
-		r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true
+		r = notedAside(id, r, now)
 	}
 	ndoc := doc.with(key, r, now, l.cfg.Retention)
 	var err error
@@ -500,6 +525,13 @@ func (l *Ledger) noteAside(ctx context.Context, reqKey string, doc RequestRecord
 	return err
 }
 
+// notedAside is r, a record kept aside, with the command of id, noted now
+// (and indexed: noteAside writes the index entry first).
+func notedAside(id Identity, r Record, now time.Time) Record {
+	r.Source, r.ID, r.RequestID, r.BodyHash, r.Since, r.SettledAt, r.Indexed = id.Source, id.ID, id.RequestID, id.BodyHash, now, now, true
+	return r
+}
+
 // Refused records, once, a command dead-lettered before it could be
 // claimed (docs/SPEC.md §2: validation_failed) whose id and request id
 // could be read, so that `worker history` knows it. Like a conflict it
@@ -511,7 +543,7 @@ func (l *Ledger) Refused(ctx context.Context, id Identity, reason, description s
 		if err != nil {
 			return err
 		}
-		return l.noteAside(ctx, reqKey, doc, rev, id, "refused",
+		return l.noteAside(ctx, reqKey, doc, rev, id, asideRefused,
 			Record{State: StateDeadLettered, Reason: reason, Description: description}, replay, l.cfg.Now())
 	})
 }

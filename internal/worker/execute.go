@@ -249,8 +249,7 @@ func (j *job) lastFailure() string {
 	}
 	if j.claim != nil {
 		// An earlier delivery called, then handed the command back.
-		if h := j.record().History; len(h) > 0 {
-			a := h[len(h)-1]
+		if a, ok := j.record().LastCall(); ok {
 			if a.GraphStatus == 0 {
 				return "no answer from Graph to the last call (client-request-id " + a.ClientRequestID + ")"
 			}

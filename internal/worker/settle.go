@@ -168,16 +168,16 @@ func (j *job) settleDuplicate(r ledger.Record) {
 
 func (j *job) settleDeadLetter(reason dlq.Reason, description string) {
 	e := j.entry(reason, description)
-	record := func(ctx context.Context) error { return j.claim.DeadLettered(ctx, string(reason), description) }
-	if j.claim == nil {
-		record = nil
-		if u := j.unparsed; u != nil && u.ID != "" && u.RequestID != "" {
-			// A command refused by validation whose ids could be read:
-			// the ledger keeps it for `worker history`.
-			id := ledger.Identity{Source: u.Source, ID: u.ID, Request: ledger.RequestOf(string(u.Type), u.RequestID), RequestID: u.RequestID}
-			record = func(ctx context.Context) error {
-				return j.p.Ledger.Refused(ctx, id, string(reason), description, j.m.Header(dlq.HeaderReplay) != "")
-			}
+	var record func(ctx context.Context) error // nil: nothing in the ledger to write
+	switch u := j.unparsed; {
+	case j.claim != nil:
+		record = func(ctx context.Context) error { return j.claim.DeadLettered(ctx, string(reason), description) }
+	case u != nil && u.ID != "" && u.RequestID != "":
+		// A command refused by validation whose ids could be read: the
+		// ledger keeps it for `worker history`.
+		id := ledger.Identity{Source: u.Source, ID: u.ID, Request: ledger.RequestOf(string(u.Type), u.RequestID), RequestID: u.RequestID}
+		record = func(ctx context.Context) error {
+			return j.p.Ledger.Refused(ctx, id, string(reason), description, j.m.Header(dlq.HeaderReplay) != "")
 		}
 	}
 	if record != nil {
@@ -240,11 +240,10 @@ func (j *job) entry(reason dlq.Reason, description string) dlq.Entry {
 // lastCallOf describes in e the last write call r's history keeps: its
 // client-request-id, and Graph's answer when it came (docs/SPEC.md §4).
 func lastCallOf(e *dlq.Entry, r ledger.Record) {
-	n := len(r.History)
-	if n == 0 {
+	a, ok := r.LastCall()
+	if !ok {
 		return
 	}
-	a := r.History[n-1]
 	e.ClientRequestID = a.ClientRequestID
 	if a.GraphStatus != 0 {
 		e.GraphStatus, e.GraphCode, e.GraphRequestID = a.GraphStatus, a.GraphCode, a.GraphRequestID
@@ -350,8 +349,7 @@ func (j *job) eventData(o string) outcome.Data {
 // lastCall describes the last write call the record's history keeps, so
 // that the first publication and a redelivery's say the same.
 func lastCall(d *outcome.Data, r ledger.Record) {
-	if n := len(r.History); n > 0 {
-		a := r.History[n-1]
+	if a, ok := r.LastCall(); ok {
 		d.LastCall(a.GraphStatus, a.GraphRequestID, a.ClientRequestID)
 	}
 }

@@ -30,7 +30,8 @@ import (
 const pullExpiry = 2 * time.Second
 
 // drainHandBack is the redelivery delay of a message a draining replica's
-// last pull request brings: past the request's end.
+// last pull request brings (consumer.Config.NotStartedDelay): past the
+// request's end, so that it does not come straight back into it.
 const drainHandBack = pullExpiry + time.Second
 
 // ErrRunning is returned by a second Run while one is running.
@@ -67,7 +68,8 @@ func New(ctx context.Context, jsc js.JetStream, cfg Config, log *slog.Logger) (*
 		cfg: cfg,
 		log: log.With("stream", cfg.Stream, "consumer", cfg.Durable),
 	}
-	r, err := consumer.NewRunner(s, consumer.Config{Concurrency: cfg.Concurrency, Limit: cfg.Limit, Log: s.log})
+	r, err := consumer.NewRunner(s, consumer.Config{Concurrency: cfg.Concurrency, Limit: cfg.Limit,
+		NotStartedDelay: drainHandBack, Log: s.log})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream config: %w", err)
 	}
@@ -117,14 +119,6 @@ func (s *Source) Receive(ctx context.Context, n int, deliver func(consumer.Lease
 				// Cannot happen for a message of a pull consumer.
 				s.log.Error("message without JetStream metadata; handing it back", "err", merr)
 				_ = jm.Nak()
-				continue
-			}
-			if ctx.Err() != nil && !m.Last() {
-				// Draining: the pull request stays open until it expires,
-				// and a message handed back at once would come straight
-				// back into it, a delivery spent each time. It goes back
-				// for when the request is over, to another replica.
-				_ = jm.NakWithDelay(drainHandBack)
 				continue
 			}
 			deliver(m)
