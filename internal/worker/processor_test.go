@@ -79,12 +79,12 @@ func (m *fakeMsg) DeadLetter(_ context.Context, e dlq.Entry) error {
 	return nil
 }
 
-func (m *fakeMsg) Data() []byte         { return m.data }
-func (m *fakeMsg) Subject() string      { return "graphops.commands.resume" }
+func (m *fakeMsg) Data() []byte           { return m.data }
+func (m *fakeMsg) Subject() string        { return "graphops.commands.resume" }
 func (m *fakeMsg) Header(k string) string { return m.headers[k] }
-func (m *fakeMsg) Delivery() int        { return m.delivery }
-func (m *fakeMsg) Last() bool           { return m.last }
-func (m *fakeMsg) ID() string           { return "7" }
+func (m *fakeMsg) Delivery() int          { return m.delivery }
+func (m *fakeMsg) Last() bool             { return m.last }
+func (m *fakeMsg) ID() string             { return "7" }
 func (m *fakeMsg) KeepAlive(context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
